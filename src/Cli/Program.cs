@@ -1,1 +1,3 @@
-return 0;
+using CsiCache.Cli.Commands;
+
+return await CsiCacheCommand.Create().Parse(args).InvokeAsync();

@@ -1,0 +1,107 @@
+using System.CommandLine;
+using CsiCache.Cli.Hosting;
+using CsiCache.Csi;
+using Serilog.Events;
+
+namespace CsiCache.Cli.Commands;
+
+/// <summary>The <c>csicache</c> command line: one binary, one subcommand per role.</summary>
+internal static class CsiCacheCommand
+{
+    public static RootCommand Create()
+    {
+        var root = new RootCommand("csicache: a CSI driver serving cached datasets and local NVMe volumes");
+        root.Subcommands.Add(Plugin(PluginMode.Controller, "controller",
+            "Serve the CSI Identity and Controller services (dataset volumes)."));
+        root.Subcommands.Add(Plugin(PluginMode.Node, "node",
+            "Serve Identity, Node, and the Controller service for this node's local volumes."));
+        root.Subcommands.Add(Plugin(PluginMode.All, "all",
+            "Serve every CSI service on one socket (development, csi-sanity)."));
+        return root;
+    }
+
+    private static Command Plugin(PluginMode mode, string name, string description)
+    {
+        var command = new Command(name, description);
+        var endpoint = new Option<string>("--endpoint")
+        {
+            Description = "CSI socket, unix:///path/csi.sock",
+            Required = true,
+        };
+        var driverName = new Option<string>("--driver-name")
+        {
+            Description = "CSI driver name (must equal the CSIDriver object and every StorageClass provisioner)",
+            DefaultValueFactory = _ => "csicache.dev",
+        };
+        var logFormat = new Option<string>("--log-format")
+        {
+            Description = "log format: text or json",
+            DefaultValueFactory = _ => "text",
+        };
+        logFormat.AcceptOnlyFromAmong("text", "json");
+        var logLevel = new Option<LogEventLevel>("--log-level")
+        {
+            Description = "minimum log level (Debug logs every request, secrets redacted)",
+            DefaultValueFactory = _ => LogEventLevel.Information,
+        };
+        var needsNode = mode != PluginMode.Controller;
+        var nodeId = new Option<string>("--node-id") { Description = "this node's name (the Kubernetes node name)", Required = needsNode };
+        var stateDir = new Option<string>("--state-dir")
+        {
+            Description = "where the plugin records volumes it created, staged and published",
+            Required = needsNode,
+        };
+        var localDir = new Option<string>("--local-dir") { Description = "where local volume images live (the node's NVMe)", Required = needsNode };
+        var cacheDir = new Option<string>("--cache-dir") { Description = "node-wide dataset cache on disk" };
+        var cacheSize = new Option<string>("--cache-size") { Description = "dataset cache quota, e.g. 100Gi", DefaultValueFactory = _ => "10Gi" };
+        var memoryCacheDir = new Option<string>("--memory-cache-dir") { Description = "tmpfs root for cacheMedium: memory" };
+        var memoryLimit = new Option<string>("--memory-limit")
+        {
+            Description = "bound on the plugin's data buffers, e.g. 512Mi",
+            DefaultValueFactory = _ => "512Mi",
+        };
+
+        command.Options.Add(endpoint);
+        command.Options.Add(driverName);
+        command.Options.Add(logFormat);
+        command.Options.Add(logLevel);
+        if (needsNode)
+        {
+            command.Options.Add(nodeId);
+            command.Options.Add(localDir);
+            command.Options.Add(cacheDir);
+            command.Options.Add(cacheSize);
+            command.Options.Add(memoryCacheDir);
+            command.Options.Add(memoryLimit);
+        }
+
+        command.Options.Add(stateDir);
+        command.SetAction(async (parse, ct) =>
+        {
+            var logger = Logging.Create(parse.GetValue(logFormat)!, parse.GetValue(logLevel));
+            try
+            {
+                var options = new PluginOptions(
+                    mode,
+                    CsiEndpoint.Parse(parse.GetValue(endpoint)!),
+                    parse.GetValue(driverName)!,
+                    needsNode ? parse.GetValue(nodeId) : null,
+                    FullPathOrNull(parse.GetValue(stateDir)),
+                    needsNode ? FullPathOrNull(parse.GetValue(localDir)) : null);
+                return await PluginHost.RunAsync(options, logger, ct);
+            }
+            catch (ArgumentException e)
+            {
+                logger.Error("{Message}", e.Message);
+                return 2;
+            }
+            finally
+            {
+                (logger as IDisposable)?.Dispose();
+            }
+        });
+        return command;
+    }
+
+    private static string? FullPathOrNull(string? path) => string.IsNullOrEmpty(path) ? null : Path.GetFullPath(path);
+}

@@ -1,0 +1,123 @@
+using CsiCache.Controller;
+using CsiCache.Csi;
+using CsiCache.Node;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Serilog;
+
+namespace CsiCache.Cli.Hosting;
+
+/// <summary>Which CSI services one plugin process serves.</summary>
+internal enum PluginMode
+{
+    Controller,
+    Node,
+    All,
+}
+
+/// <summary>Everything a plugin process is started with, validated once.</summary>
+internal sealed record PluginOptions(
+    PluginMode Mode,
+    CsiEndpoint Endpoint,
+    string DriverName,
+    string? NodeId,
+    string? StateDirectory,
+    string? LocalDirectory);
+
+/// <summary>
+/// Kestrel on the CSI unix socket, HTTP/2 only (gRPC needs it and the socket has no TLS to
+/// negotiate with), our interceptor on every call, and the services the mode asks for.
+/// </summary>
+internal static class PluginHost
+{
+    public static WebApplication Build(PluginOptions options, Serilog.ILogger logger)
+    {
+        options.Endpoint.PrepareForListen();
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Services.AddSerilog(logger, dispose: false);
+        builder.WebHost.ConfigureKestrel(k =>
+            k.ListenUnixSocket(options.Endpoint.SocketPath, o => o.Protocols = HttpProtocols.Http2));
+        // In-flight calls get this long to finish after SIGTERM; kubelet retries whatever is cut short.
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(25));
+        builder.Services.AddGrpc(o =>
+        {
+            o.Interceptors.Add<CsiCallInterceptor>();
+            o.EnableDetailedErrors = false;
+        });
+
+        var servesNode = options.Mode is PluginMode.Node or PluginMode.All;
+        builder.Services.AddSingleton(new PluginIdentity(options.DriverName, Version, ServesController: true, options.StateDirectory));
+        builder.Services.AddSingleton<VolumeLocks>();
+        builder.Services.AddSingleton(new DatasetVolumeStore(
+            options.StateDirectory is null ? null : Path.Combine(options.StateDirectory, "volumes")));
+
+        if (servesNode)
+        {
+            var nodeOptions = new NodeOptions(options.NodeId!, options.StateDirectory!, options.LocalDirectory!);
+            builder.Services.AddSingleton(nodeOptions);
+            builder.Services.AddSingleton(new NodeState(options.StateDirectory!));
+            builder.Services.AddSingleton(sp => new LocalVolumeStore(
+                nodeOptions.LocalDirectory, nodeOptions.NodeId, sp.GetRequiredService<NodeState>()));
+            builder.Services.AddSingleton(sp => new NodeService(
+                nodeOptions,
+                sp.GetRequiredService<NodeState>(),
+                sp.GetRequiredService<LocalVolumeStore>(),
+                datasets: null,
+                sp.GetRequiredService<VolumeLocks>(),
+                sp.GetRequiredService<ILogger<NodeService>>()));
+        }
+
+        builder.Services.AddSingleton(sp => new ControllerService(
+            sp.GetRequiredService<DatasetVolumeStore>(),
+            servesNode ? sp.GetRequiredService<LocalVolumeStore>() : null,
+            sp.GetRequiredService<VolumeLocks>()));
+
+        var app = builder.Build();
+        app.MapGrpcService<IdentityService>();
+        app.MapGrpcService<ControllerService>();
+        if (servesNode)
+        {
+            app.MapGrpcService<NodeService>();
+        }
+
+        return app;
+    }
+
+    /// <summary>Serves until SIGTERM/SIGINT (or <paramref name="ct"/>), then drains and removes the socket.</summary>
+    public static async Task<int> RunAsync(PluginOptions options, Serilog.ILogger logger, CancellationToken ct)
+    {
+        await using var app = Build(options, logger);
+        // Constructing the node service reconciles its state with the mount table; do it before serving.
+        if (options.Mode is PluginMode.Node or PluginMode.All)
+        {
+            app.Services.GetRequiredService<NodeService>();
+        }
+
+        await app.StartAsync(ct);
+        options.Endpoint.RestrictPermissions();
+        logger.Information("csicache {Mode} {Version} serving {Endpoint} as driver {Driver}",
+            options.Mode.ToString().ToLowerInvariant(), Version, options.Endpoint, options.DriverName);
+        try
+        {
+            await app.WaitForShutdownAsync(ct);
+        }
+        finally
+        {
+            await app.StopAsync(CancellationToken.None);
+            File.Delete(options.Endpoint.SocketPath);
+            logger.Information("csicache stopped");
+        }
+
+        return 0;
+    }
+
+    public static string Version =>
+        typeof(PluginHost).Assembly
+            .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
+            .OfType<System.Reflection.AssemblyInformationalVersionAttribute>()
+            .FirstOrDefault()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+}
