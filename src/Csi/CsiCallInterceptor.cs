@@ -25,7 +25,7 @@ public sealed class CsiCallInterceptor(ILogger<CsiCallInterceptor> logger) : Int
             or "GetPluginInfo" or "GetPluginCapabilities" or "NodeGetVolumeStats" or "GetCapacity";
         if (logger.IsEnabled(LogLevel.Debug) && request is IMessage message)
         {
-            CsiLog.Request(logger, method, requestId, SecretRedactor.Redact(message).ToString() ?? string.Empty);
+            CsiLog.Request(logger, method, requestId, SecretRedactor.ToLogString(message));
         }
 
         var started = Stopwatch.GetTimestamp();

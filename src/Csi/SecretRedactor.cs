@@ -9,8 +9,19 @@ namespace CsiCache.Csi;
 /// <c>csi_secret</c> field option; we find them by that option, not by name, so a field added
 /// in a later spec version is covered without a code change.
 /// </summary>
-public static class SecretRedactor
+public static partial class SecretRedactor
 {
+    /// <summary>
+    /// The request as text fit for a log line: <c>csi_secret</c> fields cleared and any
+    /// credentials written into a URI (<c>https://user:pass@host</c>, which we refuse, but a
+    /// refused request is logged too) masked.
+    /// </summary>
+    public static string ToLogString(IMessage message) =>
+        UserInfoPattern().Replace(Redact(message).ToString() ?? string.Empty, "://***@");
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"://[^/@\s""]+@")]
+    private static partial System.Text.RegularExpressions.Regex UserInfoPattern();
+
     /// <summary>Returns a copy of <paramref name="message"/> with every <c>csi_secret</c> field cleared.</summary>
     public static IMessage Redact(IMessage message)
     {
