@@ -135,6 +135,19 @@ public sealed class FuseDispatcher : IDisposable
         sink.Send(replyBuffer[..(OutHeaderSize + bodyLength)]);
     }
 
+    /// <summary>
+    /// For a session taking over a device whose INIT an earlier server already answered: assume
+    /// that server negotiated what these options ask for, and tell the filesystem so.
+    /// </summary>
+    internal void AdoptInitializedConnection()
+    {
+        bool passthrough = _options.EnablePassthrough && BackingDevice is not null;
+        var connection = new FuseConnection(FuseKernel.KernelMinorVersion, _options.MaxRead, passthrough, BackingDevice);
+        _fs.Init(connection);
+        _connection = connection;
+        _initialized.TrySetResult(connection);
+    }
+
     /// <summary>Stops pending reads (their token fires) and calls <see cref="IFuseFileSystem.Destroy"/> once.</summary>
     internal void SessionEnded()
     {
