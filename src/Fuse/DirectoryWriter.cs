@@ -52,7 +52,7 @@ public ref struct DirectoryWriter
     /// <param name="nextOffset">
     /// The cookie that resumes the listing just after this entry; never 0 (0 means "from the start").
     /// </param>
-    public bool TryAdd(ReadOnlySpan<byte> name, in FuseEntry entry, ulong nextOffset)
+    public bool TryAdd(scoped ReadOnlySpan<byte> name, in FuseEntry entry, ulong nextOffset)
     {
         int head = IsPlus ? DirentplusSize : DirentSize;
         int recordLength = Align8(head + name.Length);
