@@ -50,7 +50,7 @@ internal sealed class RetryPolicy
                 {
                     failure = e;
                 }
-                catch (OperationCanceledException e) when (!ct.IsCancellationRequested && attemptCts.IsCancellationRequested)
+                catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
                 {
                     failure = new TransientOriginException(
                         $"{what}: no answer within {_options.RequestTimeout.TotalSeconds:0.###}s", e);
