@@ -249,16 +249,14 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>
-    /// Evicts now, on the caller's thread, if used bytes are above the high watermark (down to
-    /// the low one). Eviction normally runs in the background after a put; this is for tools and tests.
+    /// Evicts now, on the caller's thread, down to the low watermark (after waiting for a
+    /// background pass that is running). Eviction normally runs in the background once a put
+    /// crosses the high watermark; this is for tools, shutdown and tests that need a settled cache.
     /// </summary>
     public void Trim()
     {
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-        if (Volatile.Read(ref _usedBytes) > _highBytes)
-        {
-            EvictToLowWatermark();
-        }
+        EvictToLowWatermark();
     }
 
     /// <summary>A snapshot of the counters.</summary>
