@@ -1,6 +1,8 @@
 using CsiCache.Controller;
 using CsiCache.Csi;
+using CsiCache.Datasets;
 using CsiCache.Node;
+using CsiCache.Node.Staging;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -26,7 +28,8 @@ internal sealed record PluginOptions(
     string DriverName,
     string? NodeId,
     string? StateDirectory,
-    string? LocalDirectory);
+    string? LocalDirectory,
+    DatasetHostOptions? Datasets = null);
 
 /// <summary>
 /// Kestrel on the CSI unix socket, HTTP/2 only (gRPC needs it and the socket has no TLS to
@@ -62,13 +65,36 @@ internal static class PluginHost
             builder.Services.AddSingleton(new NodeState(options.StateDirectory!));
             builder.Services.AddSingleton(sp => new LocalVolumeStore(
                 nodeOptions.LocalDirectory, nodeOptions.NodeId, sp.GetRequiredService<NodeState>()));
-            builder.Services.AddSingleton(sp => new NodeService(
-                nodeOptions,
-                sp.GetRequiredService<NodeState>(),
-                sp.GetRequiredService<LocalVolumeStore>(),
-                datasets: null,
-                sp.GetRequiredService<VolumeLocks>(),
-                sp.GetRequiredService<ILogger<NodeService>>()));
+            if (options.Datasets is { } datasetOptions)
+            {
+                // One host per node: every dataset volume on this node shares its cache and memory budget.
+                // The container owns both and disposes them in reverse order when the app is disposed:
+                // the stager stops (unmounts) every session, then the host closes the cache.
+                builder.Services.AddSingleton(sp => new DatasetHost(datasetOptions, sp.GetRequiredService<ILoggerFactory>()));
+                builder.Services.AddSingleton(sp => new FuseDatasetStager(
+                    sp.GetRequiredService<DatasetHost>(), sp.GetRequiredService<ILogger<FuseDatasetStager>>()));
+            }
+
+            builder.Services.AddSingleton(sp =>
+            {
+                var state = sp.GetRequiredService<NodeState>();
+                var logger = sp.GetRequiredService<ILogger<NodeService>>();
+                // Before the node service reconciles: a dataset staged by a plugin that died is a
+                // FUSE mount with no server. Unmounted here, its record is dropped by the
+                // reconcile and kubelet's next NodeStageVolume mounts it afresh.
+                foreach (var path in StaleDatasetMounts.Cleanup(state))
+                {
+                    PluginHostLog.StaleDatasetMount(logger, path);
+                }
+
+                return new NodeService(
+                    nodeOptions,
+                    state,
+                    sp.GetRequiredService<LocalVolumeStore>(),
+                    sp.GetService<FuseDatasetStager>(),
+                    sp.GetRequiredService<VolumeLocks>(),
+                    logger);
+            });
         }
 
         builder.Services.AddSingleton(sp => new ControllerService(
@@ -108,6 +134,8 @@ internal static class PluginHost
         finally
         {
             await app.StopAsync(CancellationToken.None);
+            // Unmount every dataset now, while we can still log it; the container would otherwise do it silently at dispose.
+            await StopDatasetsAsync(app, logger);
             File.Delete(options.Endpoint.SocketPath);
             logger.Information("csicache stopped");
         }
@@ -115,9 +143,30 @@ internal static class PluginHost
         return 0;
     }
 
+    /// <summary>Stops every dataset session of a built plugin (idempotent); the host closes when the app is disposed.</summary>
+    public static async Task StopDatasetsAsync(WebApplication app, Serilog.ILogger logger)
+    {
+        if (app.Services.GetService<FuseDatasetStager>() is { } stager)
+        {
+            var count = stager.Count;
+            await stager.DisposeAsync();
+            if (count > 0)
+            {
+                logger.Information("stopped {Count} dataset session(s)", count);
+            }
+        }
+    }
+
     public static string Version =>
         typeof(PluginHost).Assembly
             .GetCustomAttributes(typeof(System.Reflection.AssemblyInformationalVersionAttribute), false)
             .OfType<System.Reflection.AssemblyInformationalVersionAttribute>()
             .FirstOrDefault()?.InformationalVersion.Split('+')[0] ?? "0.0.0";
+}
+
+internal static partial class PluginHostLog
+{
+    [LoggerMessage(EventId = 20, Level = LogLevel.Warning,
+        Message = "removed a dead FUSE mount at {StagingPath}: its dataset session died with an earlier plugin; the next NodeStageVolume mounts it again")]
+    public static partial void StaleDatasetMount(Microsoft.Extensions.Logging.ILogger logger, string stagingPath);
 }
