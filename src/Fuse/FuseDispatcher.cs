@@ -265,6 +265,7 @@ public sealed class FuseDispatcher : IDisposable
         self._connection = connection;
         self._initialized.TrySetResult(connection);
 
+        MemoryMarshal.Write(reply, in initOut);
         // 7.23 grew the reply from 24 bytes (time_gran and after); older kernels reject the longer one.
         return minor < 23 ? 24 : Unsafe.SizeOf<FuseInitOut>();
     }
