@@ -186,6 +186,23 @@ public sealed class FuseDispatcher : IDisposable
 
     private void Log(string message) => _options.Log?.Invoke(message);
 
+    /// <summary>
+    /// The kernel rejects a mode without a valid file type or a size past 2^63 with a silent EIO,
+    /// and after GETATTR marks the inode bad for good; catch it here where it can be logged.
+    /// </summary>
+    private bool AttributesValid(in FuseAttributes attributes, string operation, ulong nodeId)
+    {
+        uint type = attributes.Mode & FuseFileType.Mask;
+        bool validType = type is FuseFileType.Regular or FuseFileType.Directory or FuseFileType.Symlink
+            or FuseFileType.CharDevice or FuseFileType.BlockDevice or FuseFileType.Fifo or FuseFileType.Socket;
+        if (validType && attributes.Size <= long.MaxValue)
+        {
+            return true;
+        }
+        Log($"{operation} on node {nodeId}: invalid attributes from the filesystem (mode 0x{attributes.Mode:x}, size {attributes.Size})");
+        return false;
+    }
+
     private void DestroyOnce()
     {
         if (Interlocked.Exchange(ref _destroyed, 1) == 0 && _connection is not null)
@@ -287,6 +304,10 @@ public sealed class FuseDispatcher : IDisposable
                 // answer ENOENT; a filesystem returning it means a bug, so say so.
                 throw new InvalidOperationException("Lookup succeeded with node id 0");
             }
+            if (!self.AttributesValid(entry.Attributes, "LOOKUP", header.Nodeid))
+            {
+                return -Errno.EIO.Value;
+            }
             return Reply(reply, FuseConversions.ToEntryOut(entry));
         }
         if (error == Errno.ENOENT && entry.EntryTimeout > TimeSpan.Zero)
@@ -327,6 +348,10 @@ public sealed class FuseDispatcher : IDisposable
         if (attributes.Ino == 0)
         {
             attributes.Ino = header.Nodeid;
+        }
+        if (!self.AttributesValid(attributes, "GETATTR", header.Nodeid))
+        {
+            return -Errno.EIO.Value;
         }
         FuseConversions.SplitTimeout(timeout, out ulong seconds, out uint nanoseconds);
         var attrOut = new FuseAttrOut { AttrValid = seconds, AttrValidNsec = nanoseconds, Attr = FuseConversions.ToAttr(attributes) };

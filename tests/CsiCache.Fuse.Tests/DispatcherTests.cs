@@ -495,3 +495,63 @@ public sealed class DispatcherTests
         return result;
     }
 }
+
+public sealed class DispatcherValidationTests
+{
+    private sealed class BadModeFileSystem : IFuseFileSystem
+    {
+        public Errno Lookup(ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
+        {
+            entry = new FuseEntry { NodeId = 2, Attributes = new FuseAttributes { Mode = 0x1A4 } }; // no file type
+            return Errno.Ok;
+        }
+
+        public void Forget(ulong nodeId, ulong lookups)
+        {
+        }
+
+        public Errno GetAttr(ulong nodeId, out FuseAttributes attributes, out TimeSpan timeout)
+        {
+            attributes = new FuseAttributes { Mode = 0xFFFFFFFF };
+            timeout = default;
+            return Errno.Ok;
+        }
+
+        public Errno ReadLink(ulong nodeId, Span<byte> target, out int length) => throw new NotSupportedException();
+
+        public Errno Open(ulong nodeId, int flags, out FuseOpenResult result) => throw new NotSupportedException();
+
+        public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken) =>
+            throw new NotSupportedException();
+
+        public void Release(ulong nodeId, ulong handle)
+        {
+        }
+
+        public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result) => throw new NotSupportedException();
+
+        public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer) => Errno.Ok;
+
+        public void ReleaseDir(ulong nodeId, ulong handle)
+        {
+        }
+    }
+
+    [Fact]
+    public void InvalidFileType_EIOAndLoggedInsteadOfSentToTheKernel()
+    {
+        using var h = new DispatcherHarness(new BadModeFileSystem());
+        h.Init();
+        Assert.Equal(-5, Wire.ReplyError(h.Call(1, 1, Wire.Name("x"))));
+        Assert.Equal(-5, Wire.ReplyError(h.Call(3, 2, new byte[16])));
+        Assert.Equal(2, h.Logs.Count(l => l.Contains("invalid attributes", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void NotImplementedMethod_Throws_EIONotACrash()
+    {
+        using var h = new DispatcherHarness(new BadModeFileSystem());
+        h.Init();
+        Assert.Equal(-5, Wire.ReplyError(h.Call(14, 2, new byte[8])));
+    }
+}
