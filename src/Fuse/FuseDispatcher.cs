@@ -158,8 +158,6 @@ public sealed class FuseDispatcher : IDisposable
     public void Dispose()
     {
         _stopping.Cancel();
-        _stopping.Dispose();
-        _readBuffers.Dispose();
     }
 
     private static void WriteHeader(Span<byte> reply, ulong unique, int error, int bodyLength)

@@ -555,3 +555,56 @@ public sealed class DispatcherValidationTests
         Assert.Equal(-5, Wire.ReplyError(h.Call(14, 2, new byte[8])));
     }
 }
+
+/// <summary>
+/// The hot path allocates nothing: allocated bytes per request are deterministic, so they can gate
+/// a build where timings cannot (Garnet's allocation gates).
+/// </summary>
+public sealed class DispatcherAllocationTests
+{
+    private sealed class DiscardingSink : IFuseReplySink
+    {
+        public int Replies;
+
+        public void Send(ReadOnlySpan<byte> reply) => Replies++;
+    }
+
+    [Fact]
+    public void LookupGetAttrAndCachedRead_AllocateNothing()
+    {
+        var fs = new ScriptedFileSystem();
+        fs.DirectoryNames.AddRange(["a", "b", "c"]);
+        using var dispatcher = new FuseDispatcher(fs);
+        var sink = new DiscardingSink();
+        byte[] reply = new byte[dispatcher.ReplyBufferSize];
+        dispatcher.Dispatch(Wire.Request(26, 1, 0, Wire.InitBody(7, 45, 0xFFFFFFFF, 0x7FF)), reply, sink);
+
+        byte[] lookup = Wire.Request(1, 2, 1, Wire.Name("hello"));
+        byte[] getattr = Wire.Request(3, 3, ScriptedFileSystem.HelloNode, new byte[16]);
+        byte[] read = Wire.Request(15, 4, ScriptedFileSystem.HelloNode, Wire.ReadBody(ScriptedFileSystem.SyncHandle, 0, 1 << 20));
+        byte[] readdirplus = Wire.Request(44, 5, 1, Wire.ReadBody(55, 0, 4096));
+        byte[][] requests = [lookup, getattr, read, readdirplus];
+
+        // Warm up: JIT and the read buffer pool's first buffer.
+        for (int i = 0; i < 10; i++)
+        {
+            foreach (byte[] request in requests)
+            {
+                dispatcher.Dispatch(request, reply, sink);
+            }
+        }
+        int before = sink.Replies;
+        long allocated = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            foreach (byte[] request in requests)
+            {
+                dispatcher.Dispatch(request, reply, sink);
+            }
+        }
+        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+
+        Assert.Equal(4000, sink.Replies - before);
+        Assert.Equal(0, allocated);
+    }
+}

@@ -205,13 +205,13 @@ public sealed class MountLifecycleTests
         Task[] readers = [.. Enumerable.Range(0, 8).Select(t => Task.Run(() =>
         {
             var random = new Random(t);
-            for (int i = 0; i < 40; i++)
+            for (int i = 0; i < 16; i++)
             {
                 string name = names[(t + i) % names.Length];
                 byte[] source = expected[name];
                 using var file = File.OpenHandle(Path.Combine(m.MountPoint, name));
                 long offset = random.NextInt64(0, source.Length);
-                int length = random.Next(1, 3 << 20);
+                int length = random.Next(1, 2 << 20);
                 byte[] buffer = new byte[length];
                 int total = 0;
                 while (total < length)
