@@ -222,4 +222,48 @@ public sealed class S3OriginTests : IClassFixture<S3ServerFixture>
         Assert.DoesNotContain("hunter2", e.ToString());
         Assert.True(sw.Elapsed < (options.RequestTimeout * (options.MaxRetries + 1)) + TimeSpan.FromSeconds(3), $"took {sw.Elapsed}");
     }
+    [Fact]
+    public async Task BlackHoleEndpoint_TimesOutWithinBound()
+    {
+        // Accepts TCP connections (kernel backlog) and never answers.
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            int port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            var options = FastRetries with { RequestTimeout = TimeSpan.FromMilliseconds(500), MaxRetries = 1 };
+            var source = DatasetSource.Parse("s3://bucket/x/", new Dictionary<string, string> { ["endpoint"] = $"http://127.0.0.1:{port}" });
+            using var origin = OriginFactory.Create(source, new Dictionary<string, string> { ["accessKeyId"] = "a", ["secretAccessKey"] = "b" }, options);
+
+            var sw = Stopwatch.StartNew();
+            var e = await Assert.ThrowsAsync<OriginUnavailableException>(() => origin.ListAsync("", null, Ct));
+            sw.Stop();
+
+            Assert.Contains("2 attempts", e.Message);
+            Assert.True(sw.Elapsed >= options.RequestTimeout * 2, $"gave up early: {sw.Elapsed}");
+            Assert.True(sw.Elapsed < (options.RequestTimeout * 2) + TimeSpan.FromSeconds(3), $"took {sw.Elapsed}");
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+    [Fact]
+    public async Task Read_ManyParallelChunks_AssembleTheObject()
+    {
+        // The dataset layer reads chunks concurrently through one origin.
+        using var origin = Create();
+        byte[] content = _fx.Objects["big/blob.bin"];
+        var obj = await origin.StatAsync("big/blob.bin", Ct);
+        const int chunk = 256 * 1024;
+        var assembled = new byte[obj.Size];
+        int chunks = (int)((obj.Size + chunk - 1) / chunk);
+        await Parallel.ForEachAsync(Enumerable.Range(0, chunks), new ParallelOptions { MaxDegreeOfParallelism = 12, CancellationToken = Ct }, async (i, ct) =>
+        {
+            long offset = (long)i * chunk;
+            int n = await origin.ReadAsync(obj, offset, assembled.AsMemory((int)offset, (int)Math.Min(chunk, obj.Size - offset)), ct);
+            Assert.Equal((int)Math.Min(chunk, obj.Size - offset), n);
+        });
+        Assert.Equal(SHA256.HashData(content), SHA256.HashData(assembled));
+    }
 }
