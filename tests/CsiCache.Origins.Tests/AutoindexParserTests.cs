@@ -165,6 +165,8 @@ public class AutoindexParserTests
     [InlineData("/pub/data/abs.bin", "abs.bin", false)]
     [InlineData("http://mirror.example.org/pub/data/full.bin", "full.bin", false)]
     [InlineData("dir/", "dir", true)]
+    [InlineData("über raw.txt", "über raw.txt", false)] // unescaped href from a sloppy server
+    [InlineData("100%.dat", "100%.dat", false)]          // a bare '%' that is no escape
     [InlineData("%2e%2e%2fx", null, false)]   // encoded "../x": a name with '/', refused
     [InlineData("a%2Fb", null, false)]         // encoded '/': not a plain name
     [InlineData("../", null, false)]

@@ -168,6 +168,7 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     [InlineData("shortrange", 999, 4321)]
     [InlineData("nohead", 5, 50)]
     [InlineData("noifmatch", 150_000, 60_000)]
+    [InlineData("weaketag", 3, 100_000)]
     public async Task Read_Ranges_ExactBytes(string mode, long offset, int length)
     {
         using var origin = Create(mode);
@@ -227,6 +228,7 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     [InlineData("noifmatch")]  // 206 with the new ETag
     [InlineData("norange")]    // 200 with the new ETag
     [InlineData("noetag")]     // If-Unmodified-Since -> 412
+    [InlineData("weaketag")]   // weak ETag: no If-Match (strong comparison), caught on the response
     public async Task Read_ObjectChangedAfterStat_ObjectChangedException(string mode)
     {
         string name = $"changing-{mode}.bin";

@@ -18,7 +18,7 @@ namespace CsiCache.Origins.Tests;
 /// <item>nginx, apache, apache-table, apache-list, json: listing styles; files with Range, ETag, If-Match.</item>
 /// <item>norange: Range and If-Match ignored (200 with the whole body).</item>
 /// <item>noifmatch: Range honoured, If-Match ignored.</item>
-/// <item>noetag: no ETag, Last-Modified and If-Unmodified-Since only.</item>
+/// <item>noetag: no ETag, Last-Modified and If-Unmodified-Since only. weaketag: a weak ETag.</item>
 /// <item>nohead: HEAD answers 405.</item>
 /// <item>shortrange: at most 1000 bytes per 206.</item>
 /// <item>flaky: 503 while <see cref="FailuresLeft"/> &gt; 0.</item>
@@ -132,6 +132,8 @@ internal sealed class LocalHttpServer : IAsyncDisposable
         long length = info.Length;
         var lastModified = new DateTimeOffset(info.LastWriteTimeUtc.Ticks / TimeSpan.TicksPerSecond * TimeSpan.TicksPerSecond, TimeSpan.Zero);
         string etag = string.Create(CultureInfo.InvariantCulture, $"\"{info.LastWriteTimeUtc.Ticks:x}-{length:x}\"");
+        if (mode == "weaketag")
+            etag = "W/" + etag; // what nginx sends once a filter (gzip, SSI) touched the body
         bool sendETag = mode != "noetag";
         var req = ctx.Request;
         var res = ctx.Response;
