@@ -461,7 +461,6 @@ public sealed class ChunkCacheTests : IDisposable
         // Make the chunk's fan-out folder a plain file: creating the temp file fails (ENOTDIR),
         // which stands in for ENOSPC or a failing disk (root ignores permission bits).
         string fanOut = Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2]);
-        Directory.Delete(fanOut);
         await File.WriteAllBytesAsync(fanOut, [], Ct);
 
         using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
