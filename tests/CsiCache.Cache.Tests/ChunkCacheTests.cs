@@ -557,7 +557,7 @@ public sealed class ChunkCacheTests : IDisposable
     [Fact]
     public async Task Rebuild_ManyChunkFiles_IndexMatchesFiles()
     {
-        const int files = 5000;
+        const int files = 1000;
         var obj = new TestObject("many", (long)files * MiB);
         // Lay the files down directly: what matters is the scan, not 5 GB of writes.
         using (var cache = new ChunkCache(Options()))
@@ -635,4 +635,35 @@ public sealed class ChunkCacheTests : IDisposable
                 }
             })
             .Count(target => target is not null && target.StartsWith(prefix, StringComparison.Ordinal));
+
+    [Fact]
+    public async Task Stress_ConcurrentRandomReadsUnderEvictionPressure_AlwaysCorrectAndSettleUnderQuota()
+    {
+        const long quota = 6 * MiB;
+        using var cache = new ChunkCache(Options(quota: quota, memory: 4 * MiB));
+        var objects = Enumerable.Range(0, 3).Select(i => new TestObject($"stress/{i}", (8 * MiB) - (i * 1000), seed: i)).ToArray();
+
+        await Parallel.ForAsync(0, 6, Ct, async (worker, ct) =>
+        {
+            var random = new Random(worker);
+            for (int i = 0; i < 80; i++)
+            {
+                TestObject obj = objects[random.Next(objects.Length)];
+                long offset = random.NextInt64(obj.Size);
+                int count = (int)Math.Min(obj.Size - offset, random.Next(1, 64 * 1024));
+                byte[] actual = await obj.ReadAsync(cache, offset, count);
+                Assert.Equal(obj.Expected(offset, count), actual);
+            }
+        });
+
+        cache.Trim();
+        CacheStats stats = cache.GetStats();
+        Assert.True(stats.UsedBytes <= quota, $"used {stats.UsedBytes}");
+        Assert.True(stats.Evictions > 0);
+        Assert.Equal(0, stats.InFlightFetches);
+        Assert.Equal(0, cache.Budget.InUseBytes);
+        Assert.True(cache.Budget.PeakBytes <= 4 * MiB);
+        long files = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
+        Assert.Equal(stats.ChunkCount, files);
+    }
 }
