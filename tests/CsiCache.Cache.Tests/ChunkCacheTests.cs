@@ -666,4 +666,17 @@ public sealed class ChunkCacheTests : IDisposable
         long files = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
         Assert.Equal(stats.ChunkCount, files);
     }
+
+    [Fact]
+    public async Task GetOrFetch_ZeroLengthChunk_IsStoredAsAnEmptyFile()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("empty", 0);
+        Assert.Equal(0, cache.GetChunkCount(0));
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), 0, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(0, lease.Length);
+        Assert.Equal(0, lease.Read(0, new byte[10]));
+        Assert.Equal(0, new FileInfo(lease.FilePath!).Length);
+        Assert.Equal(0, cache.Budget.InUseBytes);
+    }
 }
