@@ -1,0 +1,75 @@
+using Grpc.Core;
+using static CsiCache.EndToEnd.Datasets;
+
+namespace CsiCache.EndToEnd;
+
+/// <summary>Dataset volumes over a real S3-compatible server (s3rver), credentials in the node-stage secret.</summary>
+public sealed class S3DatasetTests(S3Fixture fixture) : IClassFixture<S3Fixture>
+{
+    private const int SmallFiles = 1500;
+
+    private PluginProcess Plugin => fixture.Plugin;
+    private S3Server S3 => fixture.S3;
+
+    private Dictionary<string, string> Secrets(string? secret = null) => new()
+    {
+        ["accessKeyId"] = S3.AccessKeyId,
+        ["secretAccessKey"] = secret ?? S3.SecretAccessKey,
+    };
+
+    private (string Key, string Value)[] S3Parameters() =>
+        [("endpoint", S3.Endpoint.AbsoluteUri.TrimEnd('/')), ("region", "us-east-1"), ("pathStyle", "true")];
+
+    [Fact]
+    public async Task ThousandsOfSmallFiles_EveryByteMatches_WarmPassMakesNoRequests_SecretsNeverLogged()
+    {
+        var bucket = "many-" + Guid.NewGuid().ToString("N")[..8];
+        var data = ManySmall(Path.Combine(Plugin.Root, "origins", bucket), SmallFiles);
+        await S3.UploadAsync(bucket, "train/", data.Root);
+
+        await using var kubelet = new Kubelet(Plugin);
+        var volume = await kubelet.CreateDatasetAsync($"s3://{bucket}/train/", S3Parameters());
+        var target = await kubelet.MountForPodAsync(volume, Secrets());
+
+        var beforeCold = S3.RequestsFor(bucket);
+        AssertEveryByte(target, data);
+        Assert.True(S3.RequestsFor(bucket) > beforeCold, "a cold read must have gone to S3");
+
+        var beforeWarm = S3.RequestsFor(bucket);
+        AssertEveryByte(target, data);
+        Assert.Equal(0, S3.RequestsFor(bucket) - beforeWarm);
+
+        // The plugin runs at Debug, where every request is logged (redacted).
+        Assert.Contains("NodeStageVolume", Plugin.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain(S3.SecretAccessKey, Plugin.Log, StringComparison.Ordinal);
+        Assert.DoesNotContain(S3.AccessKeyId, Plugin.Log, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Stage_BucketThatDoesNotExist_NotFound_NothingMounted()
+    {
+        await using var kubelet = new Kubelet(Plugin);
+        var volume = await kubelet.CreateDatasetAsync($"s3://no-such-bucket-{Guid.NewGuid():N}"[..40] + "/", S3Parameters());
+        var error = await Assert.ThrowsAsync<RpcException>(() => kubelet.StageAsync(volume, Secrets()));
+        Assert.Equal(StatusCode.NotFound, error.StatusCode);
+        AssertNotMounted(Plugin.Paths.StagingPath(volume.VolumeId));
+    }
+
+    [Fact]
+    public async Task Stage_WrongSecret_PermissionDenied_AndTheSecretIsNowhere()
+    {
+        var bucket = "denied-" + Guid.NewGuid().ToString("N")[..8];
+        var data = Small(Path.Combine(Plugin.Root, "origins", bucket), seed: 99);
+        await S3.UploadAsync(bucket, "", data.Root);
+        var wrong = "wrong-" + Guid.NewGuid().ToString("N");
+
+        await using var kubelet = new Kubelet(Plugin);
+        var volume = await kubelet.CreateDatasetAsync($"s3://{bucket}/", S3Parameters());
+        var error = await Assert.ThrowsAsync<RpcException>(() => kubelet.StageAsync(volume, Secrets(wrong)));
+
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.DoesNotContain(wrong, error.Status.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(wrong, Plugin.Log, StringComparison.Ordinal);
+        AssertNotMounted(Plugin.Paths.StagingPath(volume.VolumeId));
+    }
+}
