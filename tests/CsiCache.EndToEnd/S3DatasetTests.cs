@@ -11,9 +11,9 @@ public sealed class S3DatasetTests(S3Fixture fixture) : IClassFixture<S3Fixture>
     private PluginProcess Plugin => fixture.Plugin;
     private S3Server S3 => fixture.S3;
 
-    private Dictionary<string, string> Secrets(string? secret = null) => new()
+    private Dictionary<string, string> Secrets(string? accessKeyId = null, string? secret = null) => new()
     {
-        ["accessKeyId"] = S3.AccessKeyId,
+        ["accessKeyId"] = accessKeyId ?? S3.AccessKeyId,
         ["secretAccessKey"] = secret ?? S3.SecretAccessKey,
     };
 
@@ -56,20 +56,25 @@ public sealed class S3DatasetTests(S3Fixture fixture) : IClassFixture<S3Fixture>
     }
 
     [Fact]
-    public async Task Stage_WrongSecret_PermissionDenied_AndTheSecretIsNowhere()
+    public async Task Stage_UnknownAccessKey_PermissionDenied_AndTheSecretIsNowhere()
     {
         var bucket = "denied-" + Guid.NewGuid().ToString("N")[..8];
         var data = Small(Path.Combine(Plugin.Root, "origins", bucket), seed: 99);
         await S3.UploadAsync(bucket, "", data.Root);
-        var wrong = "wrong-" + Guid.NewGuid().ToString("N");
+        // s3rver checks the access key id, not the SigV4 signature: an unknown key is the 403 it can give.
+        var wrongKey = "AKIAWRONG" + Guid.NewGuid().ToString("N")[..11].ToUpperInvariant();
+        var wrongSecret = "wrong-" + Guid.NewGuid().ToString("N");
 
         await using var kubelet = new Kubelet(Plugin);
         var volume = await kubelet.CreateDatasetAsync($"s3://{bucket}/", S3Parameters());
-        var error = await Assert.ThrowsAsync<RpcException>(() => kubelet.StageAsync(volume, Secrets(wrong)));
+        var error = await Assert.ThrowsAsync<RpcException>(() => kubelet.StageAsync(volume, Secrets(wrongKey, wrongSecret)));
 
         Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
-        Assert.DoesNotContain(wrong, error.Status.Detail, StringComparison.Ordinal);
-        Assert.DoesNotContain(wrong, Plugin.Log, StringComparison.Ordinal);
+        foreach (var secret in new[] { wrongKey, wrongSecret })
+        {
+            Assert.DoesNotContain(secret, error.Status.Detail, StringComparison.Ordinal);
+            Assert.DoesNotContain(secret, Plugin.Log, StringComparison.Ordinal);
+        }
         AssertNotMounted(Plugin.Paths.StagingPath(volume.VolumeId));
     }
 }

@@ -9,7 +9,9 @@ namespace CsiCache.EndToEnd;
 /// <summary>
 /// A real S3-compatible server: s3rver (tests/s3rver, installed by scripts/install-test-deps.sh)
 /// on 127.0.0.1 with a random port, a temporary data directory and credentials of the test's
-/// choosing (the well-known S3RVER key is revoked, so a wrong secret fails as on S3). Every
+/// choosing (the well-known S3RVER key is revoked, so an unknown access key id fails with 403
+/// InvalidAccessKeyId as on S3; s3rver does not verify SigV4 signatures, so a wrong secret
+/// alone is accepted). Every
 /// request it answers is counted, so a test can prove a read came from the node cache.
 /// </summary>
 public sealed class S3Server : IAsyncDisposable
@@ -131,6 +133,9 @@ public sealed class S3Server : IAsyncDisposable
                 BucketName = bucket,
                 Key = prefix + Path.GetRelativePath(directory, file),
                 FilePath = file,
+                // Over plain HTTP the SDK would stream aws-chunked bodies, which s3rver stores
+                // verbatim (chunk signatures and all); one signed body is what a real upload stores.
+                UseChunkEncoding = false,
             }, ct));
     }
 

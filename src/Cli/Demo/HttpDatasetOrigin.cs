@@ -23,6 +23,7 @@ internal sealed class HttpDatasetOrigin : IAsyncDisposable
 {
     private readonly WebApplication _app;
     private readonly string _root;
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _log = new();
     private long _requests;
     private long _listings;
     private long _fileRequests;
@@ -48,6 +49,9 @@ internal sealed class HttpDatasetOrigin : IAsyncDisposable
 
     /// <summary>Body bytes asked for by file GETs (the range's length, or the whole file).</summary>
     public long BytesRequested => Interlocked.Read(ref _bytesRequested);
+
+    /// <summary>Every request so far as "METHOD /path [range]", in arrival order: what a test prints when a count is off.</summary>
+    public IReadOnlyList<string> RequestLog => [.. _log];
 
     /// <summary>While set, every request is answered 503, as an origin under maintenance would.</summary>
     public bool Unavailable { get; set; }
@@ -82,6 +86,7 @@ internal sealed class HttpDatasetOrigin : IAsyncDisposable
         Interlocked.Increment(ref _requests);
         var request = context.Request;
         var response = context.Response;
+        _log.Enqueue($"{request.Method} {request.Path}{request.QueryString} {request.Headers.Range}".TrimEnd());
         if (Unavailable)
         {
             response.StatusCode = StatusCodes.Status503ServiceUnavailable;
