@@ -11,9 +11,9 @@ namespace CsiCache.EndToEnd;
 /// </summary>
 public sealed class EphemeralTests(PluginFixture fixture) : IClassFixture<PluginFixture>
 {
-    /// <summary>Why the test is skipped until NodeService.cs gains the ephemeral branch (see tests/CsiCache.EndToEnd/README.md).</summary>
+    /// <summary>Why the test is skipped until NodeService.cs gains the ephemeral branch (tests/CsiCache.EndToEnd/NodeService-inline-ephemeral.patch).</summary>
     public const string NeedsNodeService =
-        "needs the NodeService ephemeral branch in NodePublishVolume/NodeUnpublishVolume (tests/CsiCache.EndToEnd/README.md); remove this Skip when it is in";
+        "needs the inline-ephemeral branch in NodeService (git apply tests/CsiCache.EndToEnd/NodeService-inline-ephemeral.patch); remove this Skip when it is in";
 
     private PluginProcess Plugin => fixture.Plugin;
 
