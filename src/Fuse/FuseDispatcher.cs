@@ -276,7 +276,16 @@ public sealed class FuseDispatcher : IDisposable
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
         var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice);
-        self._fs.Init(connection);
+        try
+        {
+            self._fs.Init(connection);
+        }
+        catch (Exception e)
+        {
+            // INIT is answered EIO (the kernel then fails every access); whoever waits for INIT learns why.
+            self._initialized.TrySetException(e);
+            throw;
+        }
         self._connection = connection;
         self._initialized.TrySetResult(connection);
 
