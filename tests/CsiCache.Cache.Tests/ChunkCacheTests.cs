@@ -679,4 +679,36 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, new FileInfo(lease.FilePath!).Length);
         Assert.Equal(0, cache.Budget.InUseBytes);
     }
+
+    [Fact]
+    public async Task Replace_WhileOldCopyIsLeased_OldLeaseKeepsReadingItsOwnBytes()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("replaced", MiB);
+        using ChunkLease stale = await cache.GetOrFetchAsync(obj.Chunk(0), 100, obj.FetchChunk(0, MiB), Ct);
+        using ChunkLease fresh = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+
+        var bytes = new byte[200];
+        Assert.Equal(100, stale.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 100), bytes[..100]);
+        Assert.Equal(200, fresh.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 200), bytes);
+        Assert.Equal(MiB, cache.GetStats().UsedBytes); // the replaced copy no longer counts
+    }
+
+    [Fact]
+    public async Task Dispose_WithFetchInFlight_WaitersEndAndLaterCallsAreRefused()
+    {
+        var cache = new ChunkCache(Options());
+        var obj = new TestObject("shutdown", MiB);
+        ValueTask<ChunkLease> waiting = cache.GetOrFetchAsync(obj.Chunk(0), MiB, async (buffer, ct) => await Task.Delay(Timeout.Infinite, ct), Ct);
+        cache.Dispose();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await waiting.AsTask().WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct));
+        Assert.Equal(0, cache.Budget.InUseBytes);
+
+        // The root is free for the next instance.
+        using var next = new ChunkCache(Options());
+        Assert.Equal(0, next.LoadedAtStart);
+    }
 }
