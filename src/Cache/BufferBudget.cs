@@ -133,7 +133,8 @@ public sealed class BufferBudget
 
     internal void Return(byte[] array)
     {
-        if (array.Length <= _maxPooledLength)
+        // Zero-length arrays are the shared empty array, not the pool's to take back.
+        if (array.Length > 0 && array.Length <= _maxPooledLength)
         {
             _pool.Return(array);
         }

@@ -32,6 +32,7 @@ public sealed class ChunkCache : IDisposable
     private readonly long _highBytes;
     private readonly long _lowBytes;
     private readonly long _accessResolutionTicks;
+    private readonly IdleHandles _idle;
 
     private long _accessClock;
     private long _usedBytes;
@@ -66,6 +67,7 @@ public sealed class ChunkCache : IDisposable
         _highBytes = (long)(options.QuotaBytes * options.HighWatermark);
         _lowBytes = (long)(options.QuotaBytes * options.LowWatermark);
         _accessResolutionTicks = options.AccessTimeResolution.Ticks;
+        _idle = new IdleHandles(options.MaxIdleOpenFiles);
         _stripes = new Lock[StripeCount];
         for (int i = 0; i < _stripes.Length; i++)
         {
@@ -85,7 +87,7 @@ public sealed class ChunkCache : IDisposable
             _index = new ConcurrentDictionary<ChunkKey, ChunkEntry>(Environment.ProcessorCount, Math.Max(scanned.Count, 31));
             foreach (ScannedChunk chunk in scanned)
             {
-                var entry = new ChunkEntry(chunk.Key, chunk.Length, chunk.ModifiedUtcTicks) { LastAccess = ++_accessClock };
+                var entry = new ChunkEntry(chunk.Key, chunk.Length, chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
                 _index[chunk.Key] = entry;
                 _usedBytes += chunk.Length;
             }
@@ -299,6 +301,7 @@ public sealed class ChunkCache : IDisposable
         {
             // Waits for a running eviction pass to finish its current file.
         }
+        _idle.Clear();
         _lockFile.Dispose();
     }
 
@@ -317,7 +320,7 @@ public sealed class ChunkCache : IDisposable
     {
         if (TryPin(key, expectedLength, out ChunkEntry? entry))
         {
-            lease = new ChunkLease(entry, _store.GetPath(key));
+            lease = new ChunkLease(entry, _store);
             return true;
         }
         lease = null;
@@ -338,7 +341,7 @@ public sealed class ChunkCache : IDisposable
             entry = null;
             return false;
         }
-        switch (entry.TryAcquire(_store.GetPath(key)))
+        switch (entry.TryAcquire(_store))
         {
             case AcquireResult.Acquired:
                 Touch(entry);
@@ -405,7 +408,7 @@ public sealed class ChunkCache : IDisposable
         // The flight handed us one reference on the source.
         return source switch
         {
-            ChunkEntry entry => new ChunkLease(entry, _store.GetPath(key)),
+            ChunkEntry entry => new ChunkLease(entry, _store),
             MemoryChunk memory => new ChunkLease(memory),
             _ => throw new InvalidOperationException("Unknown chunk source."),
         };
@@ -473,7 +476,7 @@ public sealed class ChunkCache : IDisposable
         string path = _store.GetPath(key);
         DateTimeOffset now = _time.GetUtcNow();
         string temp = _store.WriteTemp(path, data, now.UtcDateTime);
-        var entry = new ChunkEntry(key, data.Length, now.UtcTicks);
+        var entry = new ChunkEntry(key, data.Length, now.UtcTicks, _idle);
 
         // Make room first, on this thread, if this put would take the cache past the quota
         // itself; crossing only the high watermark is left to the background pass.
@@ -484,6 +487,12 @@ public sealed class ChunkCache : IDisposable
 
         lock (StripeFor(key))
         {
+            if (_disposed.IsCancellationRequested)
+            {
+                // The root may already belong to a new instance: leave it alone.
+                ChunkStore.TryDelete(temp);
+                throw new ObjectDisposedException(nameof(ChunkCache));
+            }
             ChunkStore.Commit(temp, path);
             SafeFileHandle handle;
             try

@@ -44,6 +44,12 @@ public sealed record ChunkCacheOptions
     /// </summary>
     public TimeSpan AccessTimeResolution { get; init; } = TimeSpan.FromMinutes(10);
 
+    /// <summary>
+    /// Open fds kept on idle chunks, so that repeated reads of a hot chunk skip open/close.
+    /// Bounded because a large cache has far more chunks than a process should hold fds.
+    /// </summary>
+    public int MaxIdleOpenFiles { get; init; } = 1024;
+
     internal void Validate()
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(RootDirectory);
@@ -55,6 +61,7 @@ public sealed record ChunkCacheOptions
         {
             throw new ArgumentOutOfRangeException(nameof(HighWatermark), $"Need 0 < LowWatermark ({LowWatermark}) <= HighWatermark ({HighWatermark}) <= 1.");
         }
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxIdleOpenFiles);
         if (AccessTimeResolution < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(AccessTimeResolution), AccessTimeResolution, "Must not be negative.");

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Microsoft.Win32.SafeHandles;
 
 namespace CsiCache.Cache;
@@ -24,20 +25,24 @@ internal abstract class ChunkSource
 
 /// <summary>
 /// One chunk file in the index. The reference count is what "pinned" means: eviction takes only
-/// entries with no references, and the file is opened while there is at least one (so an idle
-/// cache of 100k chunks holds no descriptors).
+/// entries with no references. The file is opened on the first reference and, once idle, kept
+/// open in a bounded <see cref="IdleHandles"/> queue, so repeated reads of a hot chunk cost one
+/// pread and no open/close, while an idle cache of 100k chunks holds only a bounded number of fds.
 /// </summary>
 internal sealed class ChunkEntry : ChunkSource
 {
     private readonly Lock _gate = new();
+    private readonly IdleHandles _idle;
     private int _refs;
     private bool _removed;
+    private bool _idleQueued;
     private SafeFileHandle? _handle;
 
-    public ChunkEntry(ChunkKey key, int length, long persistedAccessTicks)
+    public ChunkEntry(ChunkKey key, int length, long persistedAccessTicks, IdleHandles idle)
         : base(key, length)
     {
         PersistedAccessTicks = persistedAccessTicks;
+        _idle = idle;
     }
 
     /// <summary>Position in the LRU order: a global sequence number, larger is more recent.</summary>
@@ -46,7 +51,7 @@ internal sealed class ChunkEntry : ChunkSource
     /// <summary>UTC ticks of the access time last written to the file's mtime.</summary>
     public long PersistedAccessTicks;
 
-    /// <summary>Open while references are held; null otherwise.</summary>
+    /// <summary>Open while references are held (and maybe a while after); read it only while holding one.</summary>
     public SafeFileHandle? Handle => _handle;
 
     public bool IsRemoved
@@ -63,8 +68,8 @@ internal sealed class ChunkEntry : ChunkSource
     /// <summary>A racy read for choosing eviction candidates; <see cref="TryMarkEvicted"/> decides.</summary>
     public bool IsPinned => Volatile.Read(ref _refs) > 0;
 
-    /// <summary>Takes a reference, opening the file on the first one.</summary>
-    public AcquireResult TryAcquire(string path)
+    /// <summary>Takes a reference, opening the file if it is not open.</summary>
+    public AcquireResult TryAcquire(ChunkStore store)
     {
         lock (_gate)
         {
@@ -76,7 +81,7 @@ internal sealed class ChunkEntry : ChunkSource
             {
                 try
                 {
-                    _handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+                    _handle = ChunkStore.OpenRead(store.GetPath(Key));
                 }
                 catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
                 {
@@ -100,23 +105,9 @@ internal sealed class ChunkEntry : ChunkSource
         }
     }
 
-    public override void HandOff(int receivers)
-    {
-        lock (_gate)
-        {
-            _refs += receivers - 1;
-            CloseIfIdle();
-        }
-    }
+    public override void HandOff(int receivers) => AddRefs(receivers - 1);
 
-    public override void Release()
-    {
-        lock (_gate)
-        {
-            _refs--;
-            CloseIfIdle();
-        }
-    }
+    public override void Release() => AddRefs(-1);
 
     /// <summary>Claims an unpinned entry for eviction; false when it is leased or already gone.</summary>
     public bool TryMarkEvicted()
@@ -128,28 +119,99 @@ internal sealed class ChunkEntry : ChunkSource
                 return false;
             }
             _removed = true;
+            CloseHandle();
             return true;
         }
     }
 
     /// <summary>
     /// Marks an entry whose file was replaced (renamed over) or lost. Outstanding leases keep
-    /// reading the old inode through their open handle; no new lease is given.
+    /// reading the old inode through the open handle, closed with the last of them.
     /// </summary>
     public void MarkRemoved()
     {
         lock (_gate)
         {
             _removed = true;
+            if (_refs == 0)
+            {
+                CloseHandle();
+            }
         }
     }
 
-    private void CloseIfIdle()
+    /// <summary>Called by <see cref="IdleHandles"/> when this entry's turn in the idle queue is over.</summary>
+    public void CloseIfIdle()
     {
-        if (_refs == 0 && _handle is not null)
+        lock (_gate)
         {
-            _handle.Dispose();
-            _handle = null;
+            _idleQueued = false;
+            if (_refs == 0)
+            {
+                CloseHandle();
+            }
+        }
+    }
+
+    private void AddRefs(int delta)
+    {
+        bool queue = false;
+        lock (_gate)
+        {
+            _refs += delta;
+            if (_refs == 0 && _handle is not null)
+            {
+                if (_removed)
+                {
+                    CloseHandle();
+                }
+                else if (!_idleQueued)
+                {
+                    _idleQueued = queue = true;
+                }
+            }
+        }
+        if (queue)
+        {
+            _idle.Add(this);
+        }
+    }
+
+    private void CloseHandle()
+    {
+        _handle?.Dispose();
+        _handle = null;
+    }
+}
+
+/// <summary>
+/// A bounded FIFO of idle chunks that still hold an open fd: when it is full, the oldest entry's
+/// fd is closed. FIFO rather than LRU because a hot chunk re-queues itself after every turn.
+/// </summary>
+internal sealed class IdleHandles(int capacity)
+{
+    private readonly ConcurrentQueue<ChunkEntry> _queue = new();
+    private int _count;
+
+    public int Count => Volatile.Read(ref _count);
+
+    public void Add(ChunkEntry entry)
+    {
+        _queue.Enqueue(entry);
+        if (Interlocked.Increment(ref _count) > capacity && _queue.TryDequeue(out ChunkEntry? oldest))
+        {
+            Interlocked.Decrement(ref _count);
+            oldest.CloseIfIdle();
+        }
+    }
+
+    /// <summary>Closes every idle fd (dispose).</summary>
+    public void Clear()
+    {
+        while (_queue.TryDequeue(out ChunkEntry? entry))
+        {
+            Interlocked.Decrement(ref _count);
+            entry.CloseIfIdle();
         }
     }
 }

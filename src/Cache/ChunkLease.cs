@@ -12,14 +12,14 @@ public sealed class ChunkLease : IDisposable
     private readonly ChunkSource _source;
     private readonly SafeFileHandle? _handle;
     private readonly ReadOnlyMemory<byte> _memory;
-    private readonly string? _path;
+    private readonly ChunkStore? _store;
     private int _disposed;
 
-    internal ChunkLease(ChunkEntry entry, string path)
+    internal ChunkLease(ChunkEntry entry, ChunkStore store)
     {
         _source = entry;
         _handle = entry.Handle ?? throw new InvalidOperationException("A pinned chunk has an open handle.");
-        _path = path;
+        _store = store;
     }
 
     internal ChunkLease(MemoryChunk chunk)
@@ -42,7 +42,7 @@ public sealed class ChunkLease : IDisposable
     public SafeFileHandle? FileHandle => _handle;
 
     /// <summary>The chunk file's path, or null when served from memory.</summary>
-    public string? FilePath => _path;
+    public string? FilePath => _store?.GetPath(Key);
 
     /// <summary>
     /// Copies bytes from <paramref name="offsetInChunk"/> into <paramref name="destination"/>;

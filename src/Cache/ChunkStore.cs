@@ -64,11 +64,9 @@ internal sealed class ChunkStore
             }
             File.WriteAllText(formatPath, expected);
         }
-        // All 256 fan-out folders exist up front, so a put never needs a mkdir.
-        for (int i = 0; i < 256; i++)
-        {
-            Directory.CreateDirectory(Path.Combine(_dataDirectory, i.ToString("x2", CultureInfo.InvariantCulture)));
-        }
+        // Fan-out folders are made on first use: 256 mkdirs up front cost most of a second on a
+        // slow metadata path, for folders a small cache may never need.
+        Directory.CreateDirectory(_dataDirectory);
     }
 
     public string GetPath(ChunkKey key)
@@ -84,14 +82,26 @@ internal sealed class ChunkStore
     public string WriteTemp(string finalPath, ReadOnlySpan<byte> data, DateTime modifiedUtc)
     {
         string temp = string.Create(CultureInfo.InvariantCulture, $"{finalPath}.{Random.Shared.Next():x8}{TempSuffix}");
+        SafeFileHandle handle;
         try
         {
-            using SafeFileHandle handle = File.OpenHandle(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: data.Length);
-            RandomAccess.Write(handle, data, 0);
-            File.SetLastWriteTimeUtc(handle, modifiedUtc);
-            if (_flush)
+            handle = CreateTemp(temp, data.Length);
+        }
+        catch (DirectoryNotFoundException)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(temp)!);
+            handle = CreateTemp(temp, data.Length);
+        }
+        try
+        {
+            using (handle)
             {
-                RandomAccess.FlushToDisk(handle);
+                RandomAccess.Write(handle, data, 0);
+                File.SetLastWriteTimeUtc(handle, modifiedUtc);
+                if (_flush)
+                {
+                    RandomAccess.FlushToDisk(handle);
+                }
             }
         }
         catch
@@ -101,6 +111,10 @@ internal sealed class ChunkStore
         }
         return temp;
     }
+
+    // preallocationSize makes .NET fallocate the whole chunk: one extent, and ENOSPC now rather than mid-write.
+    private static SafeFileHandle CreateTemp(string path, int length) =>
+        File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: length);
 
     /// <summary>rename(2) over the final name: readers see the old file, or the whole new one.</summary>
     public static void Commit(string tempPath, string finalPath)

@@ -158,8 +158,6 @@ public sealed class FuseDispatcher : IDisposable
     public void Dispose()
     {
         _stopping.Cancel();
-        _stopping.Dispose();
-        _readBuffers.Dispose();
     }
 
     private static void WriteHeader(Span<byte> reply, ulong unique, int error, int bodyLength)
@@ -185,6 +183,23 @@ public sealed class FuseDispatcher : IDisposable
     }
 
     private void Log(string message) => _options.Log?.Invoke(message);
+
+    /// <summary>
+    /// The kernel rejects a mode without a valid file type or a size past 2^63 with a silent EIO,
+    /// and after GETATTR marks the inode bad for good; catch it here where it can be logged.
+    /// </summary>
+    private bool AttributesValid(in FuseAttributes attributes, string operation, ulong nodeId)
+    {
+        uint type = attributes.Mode & FuseFileType.Mask;
+        bool validType = type is FuseFileType.Regular or FuseFileType.Directory or FuseFileType.Symlink
+            or FuseFileType.CharDevice or FuseFileType.BlockDevice or FuseFileType.Fifo or FuseFileType.Socket;
+        if (validType && attributes.Size <= long.MaxValue)
+        {
+            return true;
+        }
+        Log($"{operation} on node {nodeId}: invalid attributes from the filesystem (mode 0x{attributes.Mode:x}, size {attributes.Size})");
+        return false;
+    }
 
     private void DestroyOnce()
     {
@@ -261,10 +276,20 @@ public sealed class FuseDispatcher : IDisposable
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
         var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice);
-        self._fs.Init(connection);
+        try
+        {
+            self._fs.Init(connection);
+        }
+        catch (Exception e)
+        {
+            // INIT is answered EIO (the kernel then fails every access); whoever waits for INIT learns why.
+            self._initialized.TrySetException(e);
+            throw;
+        }
         self._connection = connection;
         self._initialized.TrySetResult(connection);
 
+        MemoryMarshal.Write(reply, in initOut);
         // 7.23 grew the reply from 24 bytes (time_gran and after); older kernels reject the longer one.
         return minor < 23 ? 24 : Unsafe.SizeOf<FuseInitOut>();
     }
@@ -285,6 +310,10 @@ public sealed class FuseDispatcher : IDisposable
                 // Node id 0 would read as a negative entry, and the kernel would leak nothing but
                 // answer ENOENT; a filesystem returning it means a bug, so say so.
                 throw new InvalidOperationException("Lookup succeeded with node id 0");
+            }
+            if (!self.AttributesValid(entry.Attributes, "LOOKUP", header.Nodeid))
+            {
+                return -Errno.EIO.Value;
             }
             return Reply(reply, FuseConversions.ToEntryOut(entry));
         }
@@ -326,6 +355,10 @@ public sealed class FuseDispatcher : IDisposable
         if (attributes.Ino == 0)
         {
             attributes.Ino = header.Nodeid;
+        }
+        if (!self.AttributesValid(attributes, "GETATTR", header.Nodeid))
+        {
+            return -Errno.EIO.Value;
         }
         FuseConversions.SplitTimeout(timeout, out ulong seconds, out uint nanoseconds);
         var attrOut = new FuseAttrOut { AttrValid = seconds, AttrValidNsec = nanoseconds, Attr = FuseConversions.ToAttr(attributes) };

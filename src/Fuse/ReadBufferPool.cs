@@ -7,7 +7,13 @@ namespace CsiCache.Fuse;
 /// pins, and bounded: past <c>capacity</c> buffers in use, a reader waits for one to come back,
 /// which caps the memory held by slow reads.
 /// </summary>
-internal sealed class ReadBufferPool : IDisposable
+/// <remarks>
+/// Not disposable on purpose: a read still pending when its session ends returns its buffer
+/// later, and the semaphore must still work then (SemaphoreSlim holds no kernel handle unless its
+/// wait handle is asked for).
+/// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "See remarks: must outlive its owner.")]
+internal sealed class ReadBufferPool
 {
     private readonly ConcurrentQueue<byte[]> _free = new();
     private readonly SemaphoreSlim _slots;
@@ -32,6 +38,4 @@ internal sealed class ReadBufferPool : IDisposable
         _free.Enqueue(buffer);
         _slots.Release();
     }
-
-    public void Dispose() => _slots.Dispose();
 }

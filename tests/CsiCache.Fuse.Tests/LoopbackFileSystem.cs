@@ -335,11 +335,13 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
         {
             return false;
         }
-        uint permissions = (uint)info.UnixFileMode;
+        uint permissions = (uint)info.UnixFileMode & 0xFFF;
         uint type;
         ulong size;
         if (info.LinkTarget is not null)
         {
+            // Linux symlinks are always 0777; .NET reports the target's mode, or none when it dangles.
+            permissions = 0x1FF;
             type = FuseFileType.Symlink;
             size = (ulong)Encoding.UTF8.GetByteCount(info.LinkTarget);
         }

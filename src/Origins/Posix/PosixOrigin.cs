@@ -33,10 +33,7 @@ internal sealed class PosixOrigin : IOrigin
     {
         OriginPaths.Validate(directoryPath, allowRoot: true);
         ct.ThrowIfCancellationRequested();
-        string dir = Resolve(directoryPath, out _);
-        int err = Native.TryStat(dir, followLinks: true, out var stx);
-        if (err != 0)
-            throw ErrnoException(err, directoryPath);
+        string dir = Resolve(directoryPath, out var stx);
         if (stx.FileType != Native.S_IFDIR)
             throw new OriginNotFoundException($"{Describe(directoryPath)} is not a directory");
 
@@ -110,8 +107,7 @@ internal sealed class PosixOrigin : IOrigin
     {
         OriginPaths.Validate(path, allowRoot: false);
         ct.ThrowIfCancellationRequested();
-        string full = Resolve(path, out var stx);
-        _ = full;
+        Resolve(path, out var stx);
         if (stx.FileType == Native.S_IFDIR)
             throw new OriginNotFoundException($"{Describe(path)} is a directory, not a file");
         if (stx.FileType != Native.S_IFREG)
