@@ -48,7 +48,8 @@ internal sealed class HttpTestOrigin : IAsyncDisposable
     /// <summary>Ranged GETs of one file (path relative to the root, '/'-separated).</summary>
     public List<OriginRequest> DataRequests(string relativePath)
     {
-        string wanted = "/" + string.Join('/', relativePath.Split('/').Select(Uri.EscapeDataString));
+        // Kestrel's PathString is already unescaped.
+        string wanted = "/" + relativePath;
         return Requests.Where(r => r.Method == "GET" && r.RangeStart is not null && r.Path == wanted).ToList();
     }
 
