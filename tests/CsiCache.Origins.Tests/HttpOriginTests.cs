@@ -169,6 +169,8 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     [InlineData("nohead", 5, 50)]
     [InlineData("noifmatch", 150_000, 60_000)]
     [InlineData("weaketag", 3, 100_000)]
+    [InlineData("widerange", 4097, 5000)]
+    [InlineData("widerange", 199_000, 1000)]
     public async Task Read_Ranges_ExactBytes(string mode, long offset, int length)
     {
         using var origin = Create(mode);

@@ -240,10 +240,12 @@ internal sealed class HttpOrigin : IOrigin
                 throw new OriginException($"read '{s.Object.Path}' in {Identity}: 206 without a usable Content-Range");
             if (cr.HasLength && cr.Length!.Value != s.Object.Size)
                 throw Changed(s.Object, "the total length differs");
-            if (cr.From.Value != start || cr.To.Value < start || cr.To.Value > last)
-                throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent another range than asked");
-            bodyStart = start;
-            bodyLength = cr.To.Value - start + 1;
+            // A range that covers our start is usable even if it is wider than asked (some
+            // servers align to blocks); the reader skips and stops as needed.
+            if (cr.From.Value > start || cr.To.Value < start || cr.To.Value >= s.Object.Size)
+                throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent a range that does not cover the one asked");
+            bodyStart = cr.From.Value;
+            bodyLength = cr.To.Value - cr.From.Value + 1;
         }
         else if (response.StatusCode == HttpStatusCode.OK)
         {

@@ -199,8 +199,9 @@ internal sealed class S3Origin : IOrigin
                     throw new OriginException($"read '{s.Object.Path}' in {Identity}: 206 without a usable Content-Range");
                 if (total >= 0 && total != s.Object.Size)
                     throw Changed(s.Object, "the total length differs");
-                if (from != start || to < start || to > last)
-                    throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent another range than asked");
+                // A range that covers our start is usable even if wider than asked.
+                if (from > start || to < start || to >= s.Object.Size)
+                    throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent a range that does not cover the one asked");
                 bodyStart = from;
                 bodyLength = to - from + 1;
             }
