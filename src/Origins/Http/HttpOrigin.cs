@@ -31,7 +31,7 @@ internal sealed class HttpOrigin : IOrigin
         _root = source.HttpRoot ?? throw new ArgumentException("not an http(s) source", nameof(source));
         _singleFile = source.SingleFileName;
         Identity = source.Identity;
-        _retry = new RetryPolicy(options);
+        _retry = new RetryPolicy(options, Identity);
         _pageSize = options.ListPageSize;
         var handler = new SocketsHttpHandler
         {
@@ -109,7 +109,7 @@ internal sealed class HttpOrigin : IOrigin
         OriginPaths.Validate(path, allowRoot: false);
         if (_singleFile is not null && path != _singleFile)
             throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
-        return _retry.ExecuteAsync($"stat '{path}' in {Identity}", (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
+        return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
     }
 
     public async Task<int> ReadAsync(OriginObject obj, long offset, Memory<byte> destination, CancellationToken ct)
@@ -123,7 +123,7 @@ internal sealed class HttpOrigin : IOrigin
             // Each round asks for what is still missing; a server may return a shorter 206, and
             // a retry after a broken body resumes from the last full round.
             var state = new ReadRound(this, obj, version, offset + done, destination.Slice(done, want - done));
-            int n = await _retry.ExecuteAsync($"read '{obj.Path}' in {Identity}", state, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
+            int n = await _retry.ExecuteAsync("read", obj.Path, state, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
             if (n <= 0)
                 throw new OriginUnavailableException($"read '{obj.Path}' in {Identity}: the server returned no bytes");
             done += n;
@@ -147,7 +147,7 @@ internal sealed class HttpOrigin : IOrigin
 
     private async Task<OriginEntry[]> FetchListingAsync(string directoryPath, CancellationToken ct)
     {
-        var entries = await _retry.ExecuteAsync($"list '{directoryPath}' in {Identity}", (Origin: this, Path: directoryPath),
+        var entries = await _retry.ExecuteAsync("list", directoryPath, (Origin: this, Path: directoryPath),
             static (s, t) => s.Origin.ListOnceAsync(s.Path, t), ct);
         entries.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
         // A name listed twice (Apache can show a dir both as link text and icon link) is kept once.

@@ -29,7 +29,7 @@ internal sealed class S3Origin : IOrigin
         _bucket = location.Bucket;
         _prefix = location.Prefix;
         _pageSize = options.ListPageSize;
-        _retry = new RetryPolicy(options);
+        _retry = new RetryPolicy(options, Identity);
 
         var config = new AmazonS3Config
         {
@@ -72,7 +72,7 @@ internal sealed class S3Origin : IOrigin
             MaxKeys = _pageSize,
             ContinuationToken = continuationToken,
         };
-        var response = await _retry.ExecuteAsync($"list '{directoryPath}' in {Identity}", (Origin: this, Request: request, Path: directoryPath),
+        var response = await _retry.ExecuteAsync("list", directoryPath, (Origin: this, Request: request, Path: directoryPath),
             static async (s, t) =>
             {
                 try
@@ -123,7 +123,7 @@ internal sealed class S3Origin : IOrigin
     public Task<OriginObject> StatAsync(string path, CancellationToken ct)
     {
         OriginPaths.Validate(path, allowRoot: false);
-        return _retry.ExecuteAsync($"stat '{path}' in {Identity}", (Origin: this, Path: path), static async (s, t) =>
+        return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static async (s, t) =>
         {
             GetObjectMetadataResponse r;
             try
@@ -151,7 +151,7 @@ internal sealed class S3Origin : IOrigin
         while (done < want)
         {
             var round = new ReadRound(this, obj, offset + done, destination.Slice(done, want - done));
-            int n = await _retry.ExecuteAsync($"read '{obj.Path}' in {Identity}", round, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
+            int n = await _retry.ExecuteAsync("read", obj.Path, round, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
             if (n <= 0)
                 throw new OriginUnavailableException($"read '{obj.Path}' in {Identity}: the server returned no bytes");
             done += n;
