@@ -297,6 +297,16 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     }
 
     [Fact]
+    public async Task CompressedDespiteIdentity_RefusedNotMisread()
+    {
+        using var origin = Create("gzipforced");
+        var e = await Assert.ThrowsAsync<OriginException>(() => origin.StatAsync("small.txt", Ct));
+        Assert.Contains("Content-Encoding", e.Message);
+        var forged = new OriginObject("small.txt", 100, "W/\"x\"", null);
+        await Assert.ThrowsAsync<OriginException>(() => origin.ReadAsync(forged, 0, new byte[10], Ct));
+    }
+
+    [Fact]
     public async Task Forbidden_AccessDenied_NotRetried()
     {
         using var origin = Create("forbidden");

@@ -22,6 +22,7 @@ namespace CsiCache.Origins.Tests;
 /// <item>nohead: HEAD answers 405.</item>
 /// <item>shortrange: at most 1000 bytes per 206. widerange: 206s widened to 4 KiB blocks.</item>
 /// <item>flaky: 503 while <see cref="FailuresLeft"/> &gt; 0.</item>
+/// <item>gzipforced: Content-Encoding gzip whatever was asked.</item>
 /// <item>forbidden: 403. auth: 401 unless the Authorization header is <see cref="RequiredAuthorization"/>.</item>
 /// </list>
 /// </summary>
@@ -147,6 +148,8 @@ internal sealed class LocalHttpServer : IAsyncDisposable
             res.Headers.ETag = etag;
         res.Headers.LastModified = lastModified.ToString("r", CultureInfo.InvariantCulture);
         res.Headers.AcceptRanges = mode == "norange" ? "none" : "bytes";
+        if (mode == "gzipforced")
+            res.Headers.ContentEncoding = "gzip"; // a misconfigured server compressing regardless
 
         bool honourPreconditions = mode is not ("norange" or "noifmatch");
         if (honourPreconditions)

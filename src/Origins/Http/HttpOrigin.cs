@@ -197,6 +197,7 @@ internal sealed class HttpOrigin : IOrigin
             {
                 ThrowForStatus(response, path);
                 CheckNotDirectory(response, path);
+                CheckIdentityEncoding(response, path);
                 if (response.StatusCode == HttpStatusCode.OK && response.Content.Headers.ContentLength is long length)
                     return new OriginObject(path, length, HttpObjectVersion.From(response, length), response.Content.Headers.LastModified);
             }
@@ -207,6 +208,7 @@ internal sealed class HttpOrigin : IOrigin
         using var r = await _client.SendAsync(get, HttpCompletionOption.ResponseHeadersRead, ct);
         ThrowForStatus(r, path);
         CheckNotDirectory(r, path);
+        CheckIdentityEncoding(r, path);
         long size;
         if (r.StatusCode == HttpStatusCode.PartialContent && r.Content.Headers.ContentRange is { HasLength: true } cr)
             size = cr.Length!.Value;
@@ -230,6 +232,7 @@ internal sealed class HttpOrigin : IOrigin
         if (response.StatusCode is HttpStatusCode.PreconditionFailed or HttpStatusCode.RequestedRangeNotSatisfiable)
             throw Changed(s.Object, $"HTTP {(int)response.StatusCode}");
         ThrowForStatus(response, s.Object.Path);
+        CheckIdentityEncoding(response, s.Object.Path);
 
         long bodyStart;   // offset in the object of the body's first byte
         long bodyLength;
@@ -295,6 +298,19 @@ internal sealed class HttpOrigin : IOrigin
         // nginx and Apache redirect "dir" to "dir/"; the final URL says it is a directory.
         if (response.RequestMessage?.RequestUri is { } final && final.AbsolutePath.EndsWith('/'))
             throw new OriginNotFoundException($"'{path}' in {Identity} is a directory, not a file");
+    }
+
+    /// <summary>
+    /// Sizes and ranges must count stored bytes. A server that compresses anyway (despite
+    /// Accept-Encoding: identity) would hand us offsets into another byte stream.
+    /// </summary>
+    private void CheckIdentityEncoding(HttpResponseMessage response, string path)
+    {
+        foreach (string encoding in response.Content.Headers.ContentEncoding)
+        {
+            if (!string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+                throw new OriginException($"'{path}' in {Identity}: the server sent Content-Encoding {encoding} although asked for identity; ranges would not address the file's bytes");
+        }
     }
 
     private void ThrowForStatus(HttpResponseMessage response, string path)
