@@ -712,4 +712,22 @@ public sealed class ChunkCacheTests : IDisposable
         using var next = new ChunkCache(Options());
         Assert.Equal(0, next.LoadedAtStart);
     }
+
+    [Theory]
+    [InlineData(1L, 0L, 1)]
+    [InlineData(MiB, 0L, MiB)]
+    [InlineData(MiB + 1L, 1L, 1)]
+    [InlineData(3L * MiB, 2L, MiB)]
+    public void GetChunkLength_CoversTheObjectExactly(long size, long index, int expected)
+    {
+        using var cache = new ChunkCache(Options());
+        Assert.Equal(expected, cache.GetChunkLength(size, index));
+        long total = 0;
+        for (long i = 0; i < cache.GetChunkCount(size); i++)
+        {
+            total += cache.GetChunkLength(size, i);
+        }
+        Assert.Equal(size, total);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.GetChunkLength(size, cache.GetChunkCount(size)));
+    }
 }
