@@ -465,6 +465,11 @@ public sealed class ChunkCache : IDisposable
             Interlocked.Increment(ref _writeFailures);
             return new MemoryChunk(key, buffer);
         }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
         buffer.Dispose();
         return stored;
     }
