@@ -730,4 +730,32 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(size, total);
         Assert.Throws<ArgumentOutOfRangeException>(() => cache.GetChunkLength(size, cache.GetChunkCount(size)));
     }
+
+    [Fact]
+    public async Task TryRead_Hit_AllocatesNothing()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("no-alloc", MiB);
+        await obj.ReadAsync(cache, 0, 1);
+        var buffer = new byte[4096];
+        for (int i = 0; i < 100; i++)
+        {
+            cache.TryRead(obj.Chunk(0), i * 4096, buffer, out _); // warm up
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int reads = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            if (cache.TryRead(obj.Chunk(0), (i % 256) * 4096, buffer, out int n) && n == 4096)
+            {
+                reads++;
+            }
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(1000, reads);
+        Assert.Equal(0, allocated);
+        Assert.Equal(obj.Expected((999 % 256) * 4096, 4096), buffer); // the last read
+    }
 }
