@@ -73,6 +73,11 @@ public static class ByteSize
             return false;
         }
 
+        if (amount > long.MaxValue / multiplier)
+        {
+            error = $"'{Shorten(value)}' is too large";
+            return false;
+        }
         decimal total = decimal.Round(amount * multiplier, MidpointRounding.AwayFromZero);
         if (total > long.MaxValue)
         {

@@ -155,6 +155,10 @@ public sealed class FuseDispatcher : IDisposable
         DestroyOnce();
     }
 
+    /// <summary>
+    /// Cancels pending reads. The token source is not disposed: a read that completes later still
+    /// checks it, and a CancellationTokenSource without timers holds nothing the GC cannot free.
+    /// </summary>
     public void Dispose()
     {
         _stopping.Cancel();
@@ -276,7 +280,16 @@ public sealed class FuseDispatcher : IDisposable
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
         var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice);
-        self._fs.Init(connection);
+        try
+        {
+            self._fs.Init(connection);
+        }
+        catch (Exception e)
+        {
+            // INIT is answered EIO (the kernel then fails every access); whoever waits for INIT learns why.
+            self._initialized.TrySetException(e);
+            throw;
+        }
         self._connection = connection;
         self._initialized.TrySetResult(connection);
 

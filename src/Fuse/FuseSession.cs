@@ -23,6 +23,7 @@ public sealed class FuseSession : IAsyncDisposable
     private readonly TaskCompletionSource _readersDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _stopLock = new(1, 1);
     private int _runningReaders;
+    private MountInfoEntry? _mountEntry; // its device number names the connection in fusectl and sysfs
     private bool _mounted;
     private bool _stopped;
 
@@ -109,6 +110,10 @@ public sealed class FuseSession : IAsyncDisposable
             session._dispatcher.AdoptInitializedConnection();
         }
         session.StartReaders();
+        if (!alreadyInitialized)
+        {
+            _ = session.TuneReadAheadAfterInitAsync();
+        }
         return session;
     }
 
@@ -141,7 +146,7 @@ public sealed class FuseSession : IAsyncDisposable
             {
                 // A detached mount that is still in use keeps the connection, and the readers, alive.
                 // Aborting the connection ends both; without fusectl the readers are left behind.
-                MountInfoEntry? entry = _connectionDevice;
+                MountInfoEntry? entry = _mountEntry;
                 if (entry is not null && FuseMount.TryAbortConnection(entry.DeviceMinor))
                 {
                     await WaitForReadersAsync(ReaderExitTimeout);
@@ -174,8 +179,6 @@ public sealed class FuseSession : IAsyncDisposable
         }
     }
 
-    private MountInfoEntry? _connectionDevice;
-
     private async Task<bool> WaitForReadersAsync(TimeSpan timeout)
     {
         try
@@ -193,11 +196,11 @@ public sealed class FuseSession : IAsyncDisposable
     {
         try
         {
-            _connectionDevice = MountInfo.Find(MountPoint);
+            _mountEntry = MountInfo.Find(MountPoint);
         }
         catch (IOException)
         {
-            _connectionDevice = null;
+            _mountEntry = null;
         }
 
         _readerDevices.Add(_device);
@@ -228,14 +231,29 @@ public sealed class FuseSession : IAsyncDisposable
         }
     }
 
+    private async Task TuneReadAheadAfterInitAsync()
+    {
+        try
+        {
+#pragma warning disable VSTHRD003 // our own dispatcher's INIT signal
+            await _dispatcher.Initialized;
+#pragma warning restore VSTHRD003
+            TuneReadAhead();
+        }
+        catch (Exception e)
+        {
+            _options.Log?.Invoke($"INIT for {MountPoint} failed: {e.Message}");
+        }
+    }
+
     private void TuneReadAhead()
     {
         if (_options.ReadAheadKilobytes <= 0)
         {
             return;
         }
-        _connectionDevice ??= MountInfo.Find(MountPoint);
-        if (_connectionDevice is null || !FuseMount.TrySetReadAhead(_connectionDevice, _options.ReadAheadKilobytes))
+        _mountEntry ??= MountInfo.Find(MountPoint);
+        if (_mountEntry is null || !FuseMount.TrySetReadAhead(_mountEntry, _options.ReadAheadKilobytes))
         {
             _options.Log?.Invoke($"could not set read_ahead_kb for {MountPoint}");
         }

@@ -551,7 +551,8 @@ public sealed class ChunkCacheTests : IDisposable
         }
         Assert.Throws<ObjectDisposedException>(() => lease.Read(0, new byte[1]));
         Assert.Equal(1, obj.Fetches);
-        Assert.Equal(2, cache.GetStats().Misses); // TryGetCached's miss and ReadAsync's
+        Assert.Equal(1, cache.GetStats().Misses); // ReadAsync's; a TryGetCached miss is left to the follow-up fetch
+        Assert.Equal(1, cache.GetStats().Hits);
     }
 
     [Fact]
@@ -678,5 +679,83 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, lease.Read(0, new byte[10]));
         Assert.Equal(0, new FileInfo(lease.FilePath!).Length);
         Assert.Equal(0, cache.Budget.InUseBytes);
+    }
+
+    [Fact]
+    public async Task Replace_WhileOldCopyIsLeased_OldLeaseKeepsReadingItsOwnBytes()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("replaced", MiB);
+        using ChunkLease stale = await cache.GetOrFetchAsync(obj.Chunk(0), 100, obj.FetchChunk(0, MiB), Ct);
+        using ChunkLease fresh = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+
+        var bytes = new byte[200];
+        Assert.Equal(100, stale.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 100), bytes[..100]);
+        Assert.Equal(200, fresh.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 200), bytes);
+        Assert.Equal(MiB, cache.GetStats().UsedBytes); // the replaced copy no longer counts
+    }
+
+    [Fact]
+    public async Task Dispose_WithFetchInFlight_WaitersEndAndLaterCallsAreRefused()
+    {
+        var cache = new ChunkCache(Options());
+        var obj = new TestObject("shutdown", MiB);
+        ValueTask<ChunkLease> waiting = cache.GetOrFetchAsync(obj.Chunk(0), MiB, async (buffer, ct) => await Task.Delay(Timeout.Infinite, ct), Ct);
+        cache.Dispose();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await waiting.AsTask().WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct));
+        Assert.Equal(0, cache.Budget.InUseBytes);
+
+        // The root is free for the next instance.
+        using var next = new ChunkCache(Options());
+        Assert.Equal(0, next.LoadedAtStart);
+    }
+
+    [Theory]
+    [InlineData(1L, 0L, 1)]
+    [InlineData(MiB, 0L, MiB)]
+    [InlineData(MiB + 1L, 1L, 1)]
+    [InlineData(3L * MiB, 2L, MiB)]
+    public void GetChunkLength_CoversTheObjectExactly(long size, long index, int expected)
+    {
+        using var cache = new ChunkCache(Options());
+        Assert.Equal(expected, cache.GetChunkLength(size, index));
+        long total = 0;
+        for (long i = 0; i < cache.GetChunkCount(size); i++)
+        {
+            total += cache.GetChunkLength(size, i);
+        }
+        Assert.Equal(size, total);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.GetChunkLength(size, cache.GetChunkCount(size)));
+    }
+
+    [Fact]
+    public async Task TryRead_Hit_AllocatesNothing()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("no-alloc", MiB);
+        await obj.ReadAsync(cache, 0, 1);
+        var buffer = new byte[4096];
+        for (int i = 0; i < 100; i++)
+        {
+            cache.TryRead(obj.Chunk(0), i * 4096, buffer, out _); // warm up
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int reads = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            if (cache.TryRead(obj.Chunk(0), (i % 256) * 4096, buffer, out int n) && n == 4096)
+            {
+                reads++;
+            }
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(1000, reads);
+        Assert.Equal(0, allocated);
+        Assert.Equal(obj.Expected((999 % 256) * 4096, 4096), buffer); // the last read
     }
 }

@@ -155,6 +155,15 @@ public sealed class MountedReadTests(SharedMountFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public void FileSystemErrno_ReachesTheCaller()
+    {
+        // The loopback answers ENAMETOOLONG past 255 bytes; FUSE itself allows 1024.
+        string longName = new('n', 300);
+        Assert.False(File.Exists(Mounted(longName)));
+        Assert.Throws<PathTooLongException>(() => File.OpenHandle(Mounted(longName)));
+    }
+
+    [Fact]
     public void WriteAttempts_FailWithEROFS()
     {
         AssertReadOnly(() => File.WriteAllText(Mounted("new-file"), "x"));
@@ -348,6 +357,134 @@ public sealed class MountLifecycleTests
             Directory.Delete(root, recursive: true);
         }
         Assert.Null(MountInfo.Find(mountPoint));
+    }
+
+    [Fact]
+    public async Task FromExistingFd_AlreadyInitialized_TakesOverALiveConnection()
+    {
+        MountEnvironment.Require();
+        string root = TestMount.NewRoot();
+        string mountPoint = Path.Combine(root, "mnt");
+        var oldFs = new LoopbackFileSystem(SharedSource.Path);
+        var newFs = new LoopbackFileSystem(SharedSource.Path);
+        FuseSession? session = null;
+        try
+        {
+            int fd = Native.Open("/dev/fuse", Native.O_RDWR | Native.O_CLOEXEC);
+            Assert.True(fd >= 0);
+            FuseMount.Mount(mountPoint, fd, new FuseOptions());
+
+            // The "old server" answers INIT and goes away without unmounting, leaving the descriptor.
+            using (var oldServer = new FuseDispatcher(oldFs))
+            {
+                var device = new FuseDevice(fd, log: null);
+                byte[] request = new byte[oldServer.RequestBufferSize];
+                int n = device.ReadRequest(request);
+                Assert.True(n >= 40, $"read from /dev/fuse: {n}");
+                oldServer.Dispatch(request.AsSpan(0, n), new byte[oldServer.ReplyBufferSize], device);
+                Assert.Equal(1, oldFs.InitCalls);
+                device.SetHandleAsInvalid(); // hand the number over without closing it
+            }
+
+            // The new server starts on the same descriptor; the kernel will not send INIT again.
+            session = FuseSession.FromExistingFd(fd, mountPoint, newFs, alreadyInitialized: true);
+            Assert.Equal(1, newFs.InitCalls);
+            Assert.Equal(File.ReadAllBytes(Path.Combine(SharedSource.Path, "sub/sibling.bin")), File.ReadAllBytes(Path.Combine(mountPoint, "sub/sibling.bin")));
+            Assert.True(newFs.ReadCalls > 0);
+        }
+        finally
+        {
+            if (session is not null)
+            {
+                await session.DisposeAsync();
+            }
+            TestMount.ForceUnmount(mountPoint);
+            Directory.Delete(root, recursive: true);
+        }
+        Assert.Null(MountInfo.Find(mountPoint));
+    }
+
+    [Fact]
+    public async Task MountAsync_FileSystemInitThrows_FailsAndLeavesNothingMounted()
+    {
+        MountEnvironment.Require();
+        string root = TestMount.NewRoot();
+        string mountPoint = Path.Combine(root, "mnt");
+        try
+        {
+            var e = await Assert.ThrowsAsync<InvalidOperationException>(() =>
+                FuseSession.MountAsync(mountPoint, new FailingInitFileSystem(), cancellationToken: TestContext.Current.CancellationToken));
+            Assert.Equal("cannot start", e.Message);
+            Assert.Null(MountInfo.Find(mountPoint));
+        }
+        finally
+        {
+            TestMount.ForceUnmount(mountPoint);
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
+    public async Task MountAsync_MissingMountPoint_ThrowsWithErrno()
+    {
+        MountEnvironment.Require();
+        var e = await Assert.ThrowsAsync<FuseNativeException>(() =>
+            FuseSession.MountAsync("/nonexistent/csicache/mnt", new LoopbackFileSystem(SharedSource.Path), cancellationToken: TestContext.Current.CancellationToken));
+        Assert.Equal("mount", e.Call);
+        Assert.Equal(2, e.Errno);
+    }
+
+    private sealed class FailingInitFileSystem : IFuseFileSystem
+    {
+        public void Init(FuseConnection connection) => throw new InvalidOperationException("cannot start");
+
+        public Errno Lookup(ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
+        {
+            entry = default;
+            return Errno.ENOENT;
+        }
+
+        public void Forget(ulong nodeId, ulong lookups)
+        {
+        }
+
+        public Errno GetAttr(ulong nodeId, out FuseAttributes attributes, out TimeSpan timeout)
+        {
+            attributes = new FuseAttributes { Mode = FuseFileType.Directory | 0x1ED };
+            timeout = default;
+            return Errno.Ok;
+        }
+
+        public Errno ReadLink(ulong nodeId, Span<byte> target, out int length)
+        {
+            length = 0;
+            return Errno.EINVAL;
+        }
+
+        public Errno Open(ulong nodeId, int flags, out FuseOpenResult result)
+        {
+            result = default;
+            return Errno.EISDIR;
+        }
+
+        public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken) =>
+            ValueTask.FromResult<FuseReadResult>(Errno.EIO);
+
+        public void Release(ulong nodeId, ulong handle)
+        {
+        }
+
+        public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
+        {
+            result = default;
+            return Errno.Ok;
+        }
+
+        public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer) => Errno.Ok;
+
+        public void ReleaseDir(ulong nodeId, ulong handle)
+        {
+        }
     }
 
     [Fact]
