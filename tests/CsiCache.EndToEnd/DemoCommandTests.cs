@@ -32,4 +32,29 @@ public sealed class DemoCommandTests
         Assert.Equal(before, Directory.EnumerateDirectories(Path.GetTempPath(), "csicache-demo-*").ToHashSet());
         Assert.DoesNotContain(HostMounts.All(), m => m.MountPoint.Contains("csicache-demo-", StringComparison.Ordinal));
     }
+
+    [Fact]
+    public async Task Demo_NotRoot_SaysSoPlainly_ExitsOne()
+    {
+        PluginProcess.RequireRoot();
+        // Drop to nobody for this one process; the check must come before anything is mounted or served.
+        var start = new ProcessStartInfo("setpriv") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var arg in new[]
+        {
+            "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", "HOME=/tmp",
+            "dotnet", "exec", Path.Combine(AppContext.BaseDirectory, "csicache.dll"), "demo",
+        })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var stdout = process.StandardOutput.ReadToEndAsync(TestContext.Current.CancellationToken);
+        var stderr = process.StandardError.ReadToEndAsync(TestContext.Current.CancellationToken);
+        await process.WaitForExitAsync(TestContext.Current.CancellationToken);
+
+        Assert.Equal(1, process.ExitCode);
+        Assert.Equal("csicache demo needs root: it mounts a FUSE filesystem", (await stderr).Trim());
+        Assert.Equal("", (await stdout).Trim());
+    }
 }
