@@ -55,10 +55,13 @@ public sealed class HttpDatasetTests(PluginFixture fixture) : IClassFixture<Plug
         var second = await kubelet.CreateDatasetAsync(origin.BaseUri.ToString());
         Assert.NotEqual(first.VolumeId, second.VolumeId);
 
-        AssertEveryByte(await kubelet.MountForPodAsync(first), data);
+        var firstStaging = await kubelet.StageAsync(first);
+        var firstTarget = await kubelet.PublishAsync(first, firstStaging);
+        AssertEveryByte(firstTarget, data);
         var dataBytesAfterFirst = origin.BytesRequested;
 
-        var secondTarget = await kubelet.MountForPodAsync(second);
+        var secondStaging = await kubelet.StageAsync(second);
+        var secondTarget = await kubelet.PublishAsync(second, secondStaging);
         var before = origin.RequestLog.Count;
         AssertEveryByte(secondTarget, data);
         // Data: not one byte fetched again. Metadata (listings, HEADs) too: the second volume's
@@ -67,6 +70,17 @@ public sealed class HttpDatasetTests(PluginFixture fixture) : IClassFixture<Plug
         var requests = origin.RequestLog.Skip(before).ToList();
         Assert.True(requests.Count == 0,
             $"the second volume's cold pass made {requests.Count} origin requests: {string.Join(", ", requests.Take(8))} …");
+
+        // The first volume goes; the second keeps serving (the dataset's session outlives any one volume).
+        await kubelet.UnpublishAsync(first.VolumeId, firstTarget);
+        await kubelet.UnstageAsync(first.VolumeId, firstStaging);
+        AssertNotMounted(firstTarget, firstStaging);
+        AssertEveryByte(secondTarget, data);
+
+        // The last volume goes: no FUSE mount of this dataset is left anywhere under the plugin's root.
+        await kubelet.UnpublishAsync(second.VolumeId, secondTarget);
+        await kubelet.UnstageAsync(second.VolumeId, secondStaging);
+        Assert.DoesNotContain(HostMounts.Under(Plugin.Root), m => m.IsFuse);
     }
 
     [Fact]

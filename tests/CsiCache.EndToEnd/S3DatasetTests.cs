@@ -46,6 +46,27 @@ public sealed class S3DatasetTests(S3Fixture fixture) : IClassFixture<S3Fixture>
     }
 
     [Fact]
+    public async Task TwoVolumes_DifferentCredentials_DoNotShareASession()
+    {
+        var bucket = "creds-" + Guid.NewGuid().ToString("N")[..8];
+        // One level of directories: s3rver 3.7 leaves out a common prefix that holds only deeper prefixes (see S3Server).
+        var data = ManySmall(Path.Combine(Plugin.Root, "origins", bucket), files: 60, seed: 3);
+        await S3.UploadAsync(bucket, "data/", data.Root);
+
+        await using var kubelet = new Kubelet(Plugin);
+        var first = await kubelet.CreateDatasetAsync($"s3://{bucket}/data/", S3Parameters());
+        var second = await kubelet.CreateDatasetAsync($"s3://{bucket}/data/", S3Parameters());
+        AssertEveryByte(await kubelet.MountForPodAsync(first, Secrets()), data);
+        var fuseBefore = HostMounts.Under(Plugin.Root).Count(m => m.IsFuse);
+
+        // The second volume's secret is not the first's: it must be checked by the origin, not
+        // ride on the first volume's session. s3rver refuses the unknown key, so sharing would show as success.
+        var error = await Assert.ThrowsAsync<RpcException>(() => kubelet.StageAsync(second, Secrets(accessKeyId: "AKIAOTHERKEY00000000")));
+        Assert.Equal(StatusCode.PermissionDenied, error.StatusCode);
+        Assert.Equal(fuseBefore, HostMounts.Under(Plugin.Root).Count(m => m.IsFuse));
+    }
+
+    [Fact]
     public async Task Stage_BucketThatDoesNotExist_NotFound_NothingMounted()
     {
         await using var kubelet = new Kubelet(Plugin);

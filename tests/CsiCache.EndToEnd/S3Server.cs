@@ -11,7 +11,9 @@ namespace CsiCache.EndToEnd;
 /// on 127.0.0.1 with a random port, a temporary data directory and credentials of the test's
 /// choosing (the well-known S3RVER key is revoked, so an unknown access key id fails with 403
 /// InvalidAccessKeyId as on S3; s3rver does not verify SigV4 signatures, so a wrong secret
-/// alone is accepted). Every
+/// alone is accepted; and with a delimiter it omits a common prefix that holds only deeper
+/// prefixes, e.g. <c>train/</c> over <c>train/a/x</c>, which real S3 lists, so S3 test datasets
+/// keep objects one directory deep). Every
 /// request it answers is counted, so a test can prove a read came from the node cache.
 /// </summary>
 public sealed class S3Server : IAsyncDisposable

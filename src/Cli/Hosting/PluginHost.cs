@@ -72,7 +72,8 @@ internal static class PluginHost
                 // the stager stops (unmounts) every session, then the host closes the cache.
                 builder.Services.AddSingleton(sp => new DatasetHost(datasetOptions, sp.GetRequiredService<ILoggerFactory>()));
                 builder.Services.AddSingleton(sp => new FuseDatasetStager(
-                    sp.GetRequiredService<DatasetHost>(), sp.GetRequiredService<ILogger<FuseDatasetStager>>()));
+                    sp.GetRequiredService<DatasetHost>(), SessionDirectory(options.StateDirectory!),
+                    sp.GetRequiredService<ILogger<FuseDatasetStager>>()));
             }
 
             builder.Services.AddSingleton(sp =>
@@ -82,7 +83,7 @@ internal static class PluginHost
                 // Before the node service reconciles: a dataset staged by a plugin that died is a
                 // FUSE mount with no server. Unmounted here, its record is dropped by the
                 // reconcile and kubelet's next NodeStageVolume mounts it afresh.
-                foreach (var path in StaleDatasetMounts.Cleanup(state))
+                foreach (var path in StaleDatasetMounts.Cleanup(state).Concat(StaleDatasetMounts.CleanupUnder(SessionDirectory(options.StateDirectory!))))
                 {
                     PluginHostLog.StaleDatasetMount(logger, path);
                 }
@@ -142,6 +143,9 @@ internal static class PluginHost
 
         return 0;
     }
+
+    /// <summary>Where the node's dataset FUSE sessions are mounted; volumes' staging paths are bind mounts of these.</summary>
+    public static string SessionDirectory(string stateDirectory) => Path.Combine(stateDirectory, "sessions");
 
     /// <summary>Stops every dataset session of a built plugin (idempotent); the host closes when the app is disposed.</summary>
     public static async Task StopDatasetsAsync(WebApplication app, Serilog.ILogger logger)

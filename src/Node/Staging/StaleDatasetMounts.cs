@@ -7,8 +7,9 @@ namespace CsiCache.Node.Staging;
 /// A dataset's FUSE server lives in the plugin process, so when the plugin dies its mounts stay
 /// in the mount table with nobody behind them: every access answers ENOTCONN ("Transport
 /// endpoint is not connected"). A restarted plugin removes those at the staging paths it
-/// recorded, before the node service reconciles its state, so the records are dropped and the
-/// next NodeStageVolume mounts afresh instead of finding a dead mount "already staged".
+/// recorded (bind mounts of the dead session) and under its session directory, before the node
+/// service reconciles its state, so the records are dropped and the next NodeStageVolume mounts
+/// afresh instead of finding a dead mount "already staged".
 /// </summary>
 /// <remarks>
 /// Only FUSE mounts whose server is gone are touched: the probe is statvfs(3), which FUSE always
@@ -31,6 +32,31 @@ public static class StaleDatasetMounts
             if (staged.Kind == VolumeKind.Dataset && CleanupAt(staged.StagingPath))
             {
                 cleaned.Add(staged.StagingPath);
+            }
+        }
+
+        return cleaned;
+    }
+
+    /// <summary>Removes dead FUSE mounts at the directories directly under <paramref name="sessionRoot"/> (where sessions are mounted) and the emptied directories.</summary>
+    public static IReadOnlyList<string> CleanupUnder(string sessionRoot)
+    {
+        var cleaned = new List<string>();
+        if (!Directory.Exists(sessionRoot))
+        {
+            return cleaned;
+        }
+
+        foreach (var directory in Directory.EnumerateDirectories(sessionRoot))
+        {
+            if (CleanupAt(directory))
+            {
+                cleaned.Add(directory);
+            }
+
+            if (!MountTable.IsMountPoint(directory) && !Directory.EnumerateFileSystemEntries(directory).Any())
+            {
+                Directory.Delete(directory);
             }
         }
 
