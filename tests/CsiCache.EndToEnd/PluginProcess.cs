@@ -19,8 +19,11 @@ public sealed class PluginProcess : IAsyncDisposable
     private Process? _process;
     private GrpcChannel? _channel;
 
-    private PluginProcess(string root)
+    private readonly string[] _extraArgs;
+
+    private PluginProcess(string root, string[] extraArgs)
     {
+        _extraArgs = extraArgs;
         Root = root;
         StateDir = Path.Combine(root, "state");
         LocalDir = Path.Combine(root, "local");
@@ -52,10 +55,10 @@ public sealed class PluginProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<PluginProcess> StartAsync()
+    public static async Task<PluginProcess> StartAsync(params string[] extraArgs)
     {
         RequireRoot();
-        var plugin = new PluginProcess(Directory.CreateTempSubdirectory("csicache-e2e-").FullName);
+        var plugin = new PluginProcess(Directory.CreateTempSubdirectory("csicache-e2e-").FullName, extraArgs);
         try
         {
             await plugin.StartProcessAsync();
@@ -92,7 +95,7 @@ public sealed class PluginProcess : IAsyncDisposable
             "--endpoint", "unix://" + SocketPath, "--node-id", "e2e-node",
             "--state-dir", StateDir, "--local-dir", LocalDir, "--cache-dir", CacheDir, "--cache-size", "4Gi",
             "--log-level", "Debug",
-        })
+        }.Concat(_extraArgs))
         {
             start.ArgumentList.Add(arg);
         }

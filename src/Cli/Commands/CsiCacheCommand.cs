@@ -1,5 +1,6 @@
 using System.CommandLine;
 using CsiCache.Cli.Hosting;
+using CsiCache.Controller;
 using CsiCache.Csi;
 using CsiCache.Datasets;
 using CsiCache.Node;
@@ -66,6 +67,11 @@ internal static class CsiCacheCommand
             Description = "tmpfs root for cacheMedium: memory (its size is the memory cache's quota unless --memory-cache-size says otherwise)",
         };
         var memoryCacheSize = new Option<string>("--memory-cache-size") { Description = "memory cache quota, e.g. 4Gi" };
+        var originTimeout = new Option<string>("--origin-timeout")
+        {
+            Description = "how long one origin request may take before it is retried (3 retries), e.g. 30s",
+            DefaultValueFactory = _ => "30s",
+        };
         var memoryLimit = new Option<string>("--memory-limit")
         {
             Description = "bound on the plugin's data buffers, e.g. 512Mi",
@@ -85,6 +91,7 @@ internal static class CsiCacheCommand
             command.Options.Add(memoryCacheDir);
             command.Options.Add(memoryCacheSize);
             command.Options.Add(memoryLimit);
+            command.Options.Add(originTimeout);
         }
 
         command.Options.Add(stateDir);
@@ -104,6 +111,7 @@ internal static class CsiCacheCommand
                     needsNode
                         ? DatasetOptions(state!, parse.GetValue(cacheDir), parse.GetValue(cacheSize)!,
                             parse.GetValue(memoryCacheDir), parse.GetValue(memoryCacheSize), parse.GetValue(memoryLimit)!)
+                            with { OriginTimeout = DurationOption("--origin-timeout", parse.GetValue(originTimeout)!) }
                         : null);
                 return await PluginHost.RunAsync(options, logger, ct);
             }
@@ -155,6 +163,11 @@ internal static class CsiCacheCommand
         var parent = Path.GetDirectoryName(MountTable.Normalise(stateDirectory));
         return string.IsNullOrEmpty(parent) || parent == "/" ? Path.Combine(stateDirectory, "cache") : Path.Combine(parent, "cache");
     }
+
+    private static TimeSpan DurationOption(string name, string text) =>
+        DatasetParameters.TryParseDuration(text, out var duration) && duration > TimeSpan.Zero
+            ? duration
+            : throw new ArgumentException($"{name}: '{text}' is not a positive duration (e.g. 30s, 2m)");
 
     private static long SizeOption(string name, string text)
     {
