@@ -33,7 +33,7 @@ internal sealed class DemoRun(TextWriter output, Serilog.ILogger pluginLogger, i
         {
             return await RunInAsync(root, ct);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (Exception e) when (ct.IsCancellationRequested && e is OperationCanceledException or RpcException)
         {
             await output.WriteLineAsync("interrupted; cleaning up");
             return 130;
@@ -54,7 +54,7 @@ internal sealed class DemoRun(TextWriter output, Serilog.ILogger pluginLogger, i
 
             TryDelete(root);
             await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"cleaned up: volume unpublished, unstaged and deleted; plugin and origin stopped; {root} removed ({total.Elapsed.TotalSeconds:0.0}s in all)"));
+                $"cleaned up: no mount, plugin, origin or file of the demo is left ({root} removed; {total.Elapsed.TotalSeconds:0.0}s in all)"));
         }
     }
 
