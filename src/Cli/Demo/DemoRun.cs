@@ -53,8 +53,10 @@ internal sealed class DemoRun(TextWriter output, Serilog.ILogger pluginLogger, i
             }
 
             TryDelete(root);
-            await output.WriteLineAsync(string.Create(CultureInfo.InvariantCulture,
-                $"cleaned up: no mount, plugin, origin or file of the demo is left ({root} removed; {total.Elapsed.TotalSeconds:0.0}s in all)"));
+            await output.WriteLineAsync(Directory.Exists(root)
+                ? $"cleanup incomplete: {root} could not be removed (something under it is still mounted)"
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"cleaned up: no mount, plugin, origin or file of the demo is left ({root} removed; {total.Elapsed.TotalSeconds:0.0}s in all)"));
         }
     }
 
