@@ -148,8 +148,9 @@ public sealed class Kubelet(PluginProcess plugin) : IAsyncDisposable
         {
             await step();
         }
-        catch (RpcException)
+        catch (Exception e) when (e is RpcException or ObjectDisposedException or InvalidOperationException)
         {
+            // Also when the plugin is gone (a crash test): its channel is disposed.
             // The plugin's own cleanup (and PluginProcess's lazy unmounts) take it from here.
         }
     }
