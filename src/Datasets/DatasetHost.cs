@@ -234,7 +234,9 @@ public sealed partial class DatasetHost : IAsyncDisposable
         }
         catch (OriginException e)
         {
-            throw new DatasetException(ErrnoMap.KindOf(e), $"dataset {source.Identity}: {e.Message}");
+            // Origin messages already name the dataset; say which one only when they do not.
+            string message = e.Message.Contains(source.Identity, StringComparison.Ordinal) ? e.Message : $"dataset {source.Identity}: {e.Message}";
+            throw new DatasetException(ErrnoMap.KindOf(e), message);
         }
         catch (OperationCanceledException) when (!ct.IsCancellationRequested)
         {

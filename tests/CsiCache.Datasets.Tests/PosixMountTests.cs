@@ -218,6 +218,29 @@ public sealed class PosixMountTests
         Assert.Null(MountInfo.Find(second.MountPoint));
     }
 
+    [Fact]
+    public async Task Mount_DirectoryOfThousandsOfEntries_ListsEveryNameAcrossPages()
+    {
+        Privileges.RequireRootAndFuse();
+        using var source = new TempDirectory("src");
+        string dir = source.Sub("many");
+        const int count = 5000;
+        for (int i = 0; i < count; i++)
+        {
+            File.WriteAllBytes(Path.Combine(dir, $"item-{i:D5}.txt"), i % 7 == 0 ? [] : [(byte)i]);
+        }
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path);
+
+        List<string> names = Directory.EnumerateFiles(test.PathOf("many")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+        Assert.Equal(Directory.EnumerateFiles(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal), names);
+        // ls -l: attributes of every entry (READDIRPLUS, then lookups served from memory).
+        long total = new DirectoryInfo(test.PathOf("many")).EnumerateFiles().Sum(f => f.Length);
+        Assert.Equal(count - ((count + 6) / 7), total);
+        Assert.Equal([unchecked((byte)4999)], File.ReadAllBytes(test.PathOf("many/item-04999.txt")));
+        Assert.True(test.Mount.Tree.TryGetNode(NodeIds.ForPath("many", 0), out DatasetEntry many));
+        Assert.True(many.Listing!.PagesLoaded >= count / 1000, $"{many.Listing.PagesLoaded} pages");
+    }
+
     private static DatasetMountOptions Options(TempDirectory source, TempDirectory temp, string name) =>
         new("file://" + source.Path, new Dictionary<string, string>(), new Dictionary<string, string>(), Path.Combine(temp.Path, name));
 }
