@@ -12,10 +12,14 @@ public sealed record CacheStats
     /// <summary>Chunks in the index.</summary>
     public long ChunkCount { get; init; }
 
-    /// <summary>Lookups served from the store.</summary>
+    /// <summary>Lookups served from the store (by GetOrFetchAsync, TryRead, TryGetCached).</summary>
     public long Hits { get; init; }
 
-    /// <summary>Lookups that found nothing (a miss joined to another caller's fetch counts too).</summary>
+    /// <summary>
+    /// GetOrFetchAsync calls that found nothing stored (a caller that joined another's fetch
+    /// counts too). A TryRead/TryGetCached miss is not counted: the caller's follow-up
+    /// GetOrFetchAsync is, so Hits / (Hits + Misses) stays the hit ratio.
+    /// </summary>
     public long Misses { get; init; }
 
     /// <summary>Fetch callbacks started (one per flight, however many callers waited on it).</summary>

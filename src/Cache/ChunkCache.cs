@@ -184,7 +184,7 @@ public sealed class ChunkCache : IDisposable
             Interlocked.Increment(ref _hits);
             return true;
         }
-        Interlocked.Increment(ref _misses);
+        // Not a miss in the stats: the caller follows up with GetOrFetchAsync, which counts it.
         return false;
     }
 
@@ -199,7 +199,7 @@ public sealed class ChunkCache : IDisposable
         bytesRead = 0;
         if (!TryPin(key, expectedLength: -1, out ChunkEntry? entry))
         {
-            Interlocked.Increment(ref _misses);
+            // Not a miss in the stats: the caller follows up with GetOrFetchAsync, which counts it.
             return false;
         }
         try
@@ -464,6 +464,11 @@ public sealed class ChunkCache : IDisposable
             // buffer goes back to the budget when the last of them lets go.
             Interlocked.Increment(ref _writeFailures);
             return new MemoryChunk(key, buffer);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
         }
         buffer.Dispose();
         return stored;

@@ -155,6 +155,10 @@ public sealed class FuseDispatcher : IDisposable
         DestroyOnce();
     }
 
+    /// <summary>
+    /// Cancels pending reads. The token source is not disposed: a read that completes later still
+    /// checks it, and a CancellationTokenSource without timers holds nothing the GC cannot free.
+    /// </summary>
     public void Dispose()
     {
         _stopping.Cancel();

@@ -551,7 +551,8 @@ public sealed class ChunkCacheTests : IDisposable
         }
         Assert.Throws<ObjectDisposedException>(() => lease.Read(0, new byte[1]));
         Assert.Equal(1, obj.Fetches);
-        Assert.Equal(2, cache.GetStats().Misses); // TryGetCached's miss and ReadAsync's
+        Assert.Equal(1, cache.GetStats().Misses); // ReadAsync's; a TryGetCached miss is left to the follow-up fetch
+        Assert.Equal(1, cache.GetStats().Hits);
     }
 
     [Fact]
@@ -710,5 +711,51 @@ public sealed class ChunkCacheTests : IDisposable
         // The root is free for the next instance.
         using var next = new ChunkCache(Options());
         Assert.Equal(0, next.LoadedAtStart);
+    }
+
+    [Theory]
+    [InlineData(1L, 0L, 1)]
+    [InlineData(MiB, 0L, MiB)]
+    [InlineData(MiB + 1L, 1L, 1)]
+    [InlineData(3L * MiB, 2L, MiB)]
+    public void GetChunkLength_CoversTheObjectExactly(long size, long index, int expected)
+    {
+        using var cache = new ChunkCache(Options());
+        Assert.Equal(expected, cache.GetChunkLength(size, index));
+        long total = 0;
+        for (long i = 0; i < cache.GetChunkCount(size); i++)
+        {
+            total += cache.GetChunkLength(size, i);
+        }
+        Assert.Equal(size, total);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.GetChunkLength(size, cache.GetChunkCount(size)));
+    }
+
+    [Fact]
+    public async Task TryRead_Hit_AllocatesNothing()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("no-alloc", MiB);
+        await obj.ReadAsync(cache, 0, 1);
+        var buffer = new byte[4096];
+        for (int i = 0; i < 100; i++)
+        {
+            cache.TryRead(obj.Chunk(0), i * 4096, buffer, out _); // warm up
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int reads = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            if (cache.TryRead(obj.Chunk(0), (i % 256) * 4096, buffer, out int n) && n == 4096)
+            {
+                reads++;
+            }
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(1000, reads);
+        Assert.Equal(0, allocated);
+        Assert.Equal(obj.Expected((999 % 256) * 4096, 4096), buffer); // the last read
     }
 }

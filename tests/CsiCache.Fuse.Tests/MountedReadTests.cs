@@ -155,6 +155,15 @@ public sealed class MountedReadTests(SharedMountFixture fixture) : IClassFixture
     }
 
     [Fact]
+    public void FileSystemErrno_ReachesTheCaller()
+    {
+        // The loopback answers ENAMETOOLONG past 255 bytes; FUSE itself allows 1024.
+        string longName = new('n', 300);
+        Assert.False(File.Exists(Mounted(longName)));
+        Assert.Throws<PathTooLongException>(() => File.OpenHandle(Mounted(longName)));
+    }
+
+    [Fact]
     public void WriteAttempts_FailWithEROFS()
     {
         AssertReadOnly(() => File.WriteAllText(Mounted("new-file"), "x"));

@@ -169,6 +169,8 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     [InlineData("nohead", 5, 50)]
     [InlineData("noifmatch", 150_000, 60_000)]
     [InlineData("weaketag", 3, 100_000)]
+    [InlineData("widerange", 4097, 5000)]
+    [InlineData("widerange", 199_000, 1000)]
     public async Task Read_Ranges_ExactBytes(string mode, long offset, int length)
     {
         using var origin = Create(mode);
@@ -292,6 +294,16 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
         {
             _fx.Server.FailuresLeft = 0;
         }
+    }
+
+    [Fact]
+    public async Task CompressedDespiteIdentity_RefusedNotMisread()
+    {
+        using var origin = Create("gzipforced");
+        var e = await Assert.ThrowsAsync<OriginException>(() => origin.StatAsync("small.txt", Ct));
+        Assert.Contains("Content-Encoding", e.Message);
+        var forged = new OriginObject("small.txt", 100, "W/\"x\"", null);
+        await Assert.ThrowsAsync<OriginException>(() => origin.ReadAsync(forged, 0, new byte[10], Ct));
     }
 
     [Fact]

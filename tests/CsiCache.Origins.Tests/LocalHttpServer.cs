@@ -20,8 +20,9 @@ namespace CsiCache.Origins.Tests;
 /// <item>noifmatch: Range honoured, If-Match ignored.</item>
 /// <item>noetag: no ETag, Last-Modified and If-Unmodified-Since only. weaketag: a weak ETag.</item>
 /// <item>nohead: HEAD answers 405.</item>
-/// <item>shortrange: at most 1000 bytes per 206.</item>
+/// <item>shortrange: at most 1000 bytes per 206. widerange: 206s widened to 4 KiB blocks.</item>
 /// <item>flaky: 503 while <see cref="FailuresLeft"/> &gt; 0.</item>
+/// <item>gzipforced: Content-Encoding gzip whatever was asked.</item>
 /// <item>forbidden: 403. auth: 401 unless the Authorization header is <see cref="RequiredAuthorization"/>.</item>
 /// </list>
 /// </summary>
@@ -147,6 +148,8 @@ internal sealed class LocalHttpServer : IAsyncDisposable
             res.Headers.ETag = etag;
         res.Headers.LastModified = lastModified.ToString("r", CultureInfo.InvariantCulture);
         res.Headers.AcceptRanges = mode == "norange" ? "none" : "bytes";
+        if (mode == "gzipforced")
+            res.Headers.ContentEncoding = "gzip"; // a misconfigured server compressing regardless
 
         bool honourPreconditions = mode is not ("norange" or "noifmatch");
         if (honourPreconditions)
@@ -181,6 +184,12 @@ internal sealed class LocalHttpServer : IAsyncDisposable
             }
             if (mode == "shortrange")
                 e = Math.Min(e, s + 999);
+            if (mode == "widerange")
+            {
+                // Aligned out to 4 KiB blocks: a superset of what was asked.
+                s = s / 4096 * 4096;
+                e = Math.Min(length - 1, ((e / 4096) + 1) * 4096 - 1);
+            }
             start = s;
             end = e;
             partial = true;

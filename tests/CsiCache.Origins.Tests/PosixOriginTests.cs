@@ -1,7 +1,23 @@
 namespace CsiCache.Origins.Tests;
 
-public sealed class PosixOriginTests : IDisposable
+using CsiCache.Origins.Posix;
+
+/// <summary>Containment by openat2(RESOLVE_BENEATH), the normal path on Linux 5.6+.</summary>
+public sealed class PosixOriginOpenat2Tests : PosixOriginTests
 {
+    protected override bool AllowOpenat2 => true;
+}
+
+/// <summary>The same behaviour through the realpath fallback (kernels or seccomp profiles without openat2).</summary>
+public sealed class PosixOriginRealpathFallbackTests : PosixOriginTests
+{
+    protected override bool AllowOpenat2 => false;
+}
+
+public abstract class PosixOriginTests : IDisposable
+{
+    protected abstract bool AllowOpenat2 { get; }
+
     private readonly TempDir _dir = new();
     private readonly TempDir _outside = new();
 
@@ -17,7 +33,8 @@ public sealed class PosixOriginTests : IDisposable
         if (subPath.Length > 0)
             parameters["subPath"] = subPath;
         var source = DatasetSource.Parse("file://" + _dir.Path, parameters);
-        return OriginFactory.Create(source, null, new OriginOptions { ListPageSize = pageSize });
+        var options = new OriginOptions { ListPageSize = pageSize };
+        return AllowOpenat2 ? OriginFactory.Create(source, null, options) : new PosixOrigin(source, options, allowOpenat2: false);
     }
 
     private static async Task<List<OriginEntry>> ListAllAsync(IOrigin origin, string dir, List<int>? pageSizes = null)
@@ -219,6 +236,37 @@ public sealed class PosixOriginTests : IDisposable
         await Assert.ThrowsAsync<OriginAccessDeniedException>(() => origin.ListAsync("escape-dir", null, TestContext.Current.CancellationToken));
         var forged = new OriginObject("escape", 11, "x", null);
         await Assert.ThrowsAsync<OriginAccessDeniedException>(() => origin.ReadAsync(forged, 0, new byte[11], TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public async Task Containment_MechanismIsTheExpectedOne()
+    {
+        _dir.Write("real/x", [1]);
+        Directory.CreateSymbolicLink(Path.Join(_dir.Path, "in"), "real");
+        File.CreateSymbolicLink(Path.Join(_dir.Path, "out"), "/etc/hostname");
+        using var origin = Create();
+        await origin.StatAsync("in/x", TestContext.Current.CancellationToken);
+        await Assert.ThrowsAsync<OriginAccessDeniedException>(() => origin.StatAsync("out", TestContext.Current.CancellationToken));
+        // This kernel has openat2: the normal path must not have fallen back silently.
+        Assert.Equal(AllowOpenat2, ((PosixOrigin)origin).UsesOpenat2);
+    }
+
+    [Fact]
+    public async Task Fifo_NotListedNotOpened()
+    {
+        string fifo = Path.Join(_dir.Path, "pipe");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", fifo))
+        {
+            await mkfifo.WaitForExitAsync(TestContext.Current.CancellationToken);
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+        Assert.True(Path.Exists(fifo));
+        using var origin = Create();
+        var page = await origin.ListAsync("", null, TestContext.Current.CancellationToken);
+        Assert.DoesNotContain(page.Entries, e => e.Name == "pipe");
+        await Assert.ThrowsAsync<OriginNotFoundException>(() => origin.StatAsync("pipe", TestContext.Current.CancellationToken));
+        // A forged object for the fifo must fail, not block forever on open(2).
+        await Assert.ThrowsAsync<OriginNotFoundException>(() => origin.ReadAsync(new OriginObject("pipe", 1, "x", null), 0, new byte[1], TestContext.Current.CancellationToken));
     }
 
     [Fact]

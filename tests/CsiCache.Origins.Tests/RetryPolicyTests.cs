@@ -40,7 +40,7 @@ public class RetryPolicyTests
     {
         var policy = new RetryPolicy(Options with { RetryBaseDelay = TimeSpan.Zero });
         int calls = 0;
-        int result = await policy.ExecuteAsync("op", 0, (_, _) =>
+        int result = await policy.ExecuteAsync("op", "x", 0, (_, _) =>
         {
             calls++;
             return calls < 3 ? throw new HttpRequestException("reset") : Task.FromResult(42);
@@ -54,7 +54,7 @@ public class RetryPolicyTests
     {
         var policy = new RetryPolicy(Options);
         int calls = 0;
-        await Assert.ThrowsAsync<OriginNotFoundException>(() => policy.ExecuteAsync<int, int>("op", 0, (_, _) =>
+        await Assert.ThrowsAsync<OriginNotFoundException>(() => policy.ExecuteAsync<int, int>("op", "x", 0, (_, _) =>
         {
             calls++;
             throw new OriginNotFoundException("gone");
@@ -68,7 +68,7 @@ public class RetryPolicyTests
         var policy = new RetryPolicy(Options with { RetryBaseDelay = TimeSpan.Zero });
         int calls = 0;
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var e = await Assert.ThrowsAsync<OriginUnavailableException>(() => policy.ExecuteAsync("op", 0, async (_, t) =>
+        var e = await Assert.ThrowsAsync<OriginUnavailableException>(() => policy.ExecuteAsync("op", "x", 0, async (_, t) =>
         {
             calls++;
             await Task.Delay(Timeout.Infinite, t);
@@ -84,7 +84,7 @@ public class RetryPolicyTests
     {
         var policy = new RetryPolicy(Options with { RequestTimeout = TimeSpan.FromSeconds(30) });
         using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(100));
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => policy.ExecuteAsync("op", 0, async (_, t) =>
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => policy.ExecuteAsync("op", "x", 0, async (_, t) =>
         {
             await Task.Delay(Timeout.Infinite, t);
             return 0;

@@ -31,7 +31,7 @@ internal sealed class HttpOrigin : IOrigin
         _root = source.HttpRoot ?? throw new ArgumentException("not an http(s) source", nameof(source));
         _singleFile = source.SingleFileName;
         Identity = source.Identity;
-        _retry = new RetryPolicy(options);
+        _retry = new RetryPolicy(options, Identity);
         _pageSize = options.ListPageSize;
         var handler = new SocketsHttpHandler
         {
@@ -109,7 +109,7 @@ internal sealed class HttpOrigin : IOrigin
         OriginPaths.Validate(path, allowRoot: false);
         if (_singleFile is not null && path != _singleFile)
             throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
-        return _retry.ExecuteAsync($"stat '{path}' in {Identity}", (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
+        return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
     }
 
     public async Task<int> ReadAsync(OriginObject obj, long offset, Memory<byte> destination, CancellationToken ct)
@@ -123,7 +123,7 @@ internal sealed class HttpOrigin : IOrigin
             // Each round asks for what is still missing; a server may return a shorter 206, and
             // a retry after a broken body resumes from the last full round.
             var state = new ReadRound(this, obj, version, offset + done, destination.Slice(done, want - done));
-            int n = await _retry.ExecuteAsync($"read '{obj.Path}' in {Identity}", state, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
+            int n = await _retry.ExecuteAsync("read", obj.Path, state, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
             if (n <= 0)
                 throw new OriginUnavailableException($"read '{obj.Path}' in {Identity}: the server returned no bytes");
             done += n;
@@ -147,7 +147,7 @@ internal sealed class HttpOrigin : IOrigin
 
     private async Task<OriginEntry[]> FetchListingAsync(string directoryPath, CancellationToken ct)
     {
-        var entries = await _retry.ExecuteAsync($"list '{directoryPath}' in {Identity}", (Origin: this, Path: directoryPath),
+        var entries = await _retry.ExecuteAsync("list", directoryPath, (Origin: this, Path: directoryPath),
             static (s, t) => s.Origin.ListOnceAsync(s.Path, t), ct);
         entries.Sort(static (a, b) => string.CompareOrdinal(a.Name, b.Name));
         // A name listed twice (Apache can show a dir both as link text and icon link) is kept once.
@@ -197,6 +197,7 @@ internal sealed class HttpOrigin : IOrigin
             {
                 ThrowForStatus(response, path);
                 CheckNotDirectory(response, path);
+                CheckIdentityEncoding(response, path);
                 if (response.StatusCode == HttpStatusCode.OK && response.Content.Headers.ContentLength is long length)
                     return new OriginObject(path, length, HttpObjectVersion.From(response, length), response.Content.Headers.LastModified);
             }
@@ -207,6 +208,7 @@ internal sealed class HttpOrigin : IOrigin
         using var r = await _client.SendAsync(get, HttpCompletionOption.ResponseHeadersRead, ct);
         ThrowForStatus(r, path);
         CheckNotDirectory(r, path);
+        CheckIdentityEncoding(r, path);
         long size;
         if (r.StatusCode == HttpStatusCode.PartialContent && r.Content.Headers.ContentRange is { HasLength: true } cr)
             size = cr.Length!.Value;
@@ -230,6 +232,7 @@ internal sealed class HttpOrigin : IOrigin
         if (response.StatusCode is HttpStatusCode.PreconditionFailed or HttpStatusCode.RequestedRangeNotSatisfiable)
             throw Changed(s.Object, $"HTTP {(int)response.StatusCode}");
         ThrowForStatus(response, s.Object.Path);
+        CheckIdentityEncoding(response, s.Object.Path);
 
         long bodyStart;   // offset in the object of the body's first byte
         long bodyLength;
@@ -240,10 +243,12 @@ internal sealed class HttpOrigin : IOrigin
                 throw new OriginException($"read '{s.Object.Path}' in {Identity}: 206 without a usable Content-Range");
             if (cr.HasLength && cr.Length!.Value != s.Object.Size)
                 throw Changed(s.Object, "the total length differs");
-            if (cr.From.Value != start || cr.To.Value < start || cr.To.Value > last)
-                throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent another range than asked");
-            bodyStart = start;
-            bodyLength = cr.To.Value - start + 1;
+            // A range that covers our start is usable even if it is wider than asked (some
+            // servers align to blocks); the reader skips and stops as needed.
+            if (cr.From.Value > start || cr.To.Value < start || cr.To.Value >= s.Object.Size)
+                throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent a range that does not cover the one asked");
+            bodyStart = cr.From.Value;
+            bodyLength = cr.To.Value - cr.From.Value + 1;
         }
         else if (response.StatusCode == HttpStatusCode.OK)
         {
@@ -293,6 +298,19 @@ internal sealed class HttpOrigin : IOrigin
         // nginx and Apache redirect "dir" to "dir/"; the final URL says it is a directory.
         if (response.RequestMessage?.RequestUri is { } final && final.AbsolutePath.EndsWith('/'))
             throw new OriginNotFoundException($"'{path}' in {Identity} is a directory, not a file");
+    }
+
+    /// <summary>
+    /// Sizes and ranges must count stored bytes. A server that compresses anyway (despite
+    /// Accept-Encoding: identity) would hand us offsets into another byte stream.
+    /// </summary>
+    private void CheckIdentityEncoding(HttpResponseMessage response, string path)
+    {
+        foreach (string encoding in response.Content.Headers.ContentEncoding)
+        {
+            if (!string.Equals(encoding, "identity", StringComparison.OrdinalIgnoreCase))
+                throw new OriginException($"'{path}' in {Identity}: the server sent Content-Encoding {encoding} although asked for identity; ranges would not address the file's bytes");
+        }
     }
 
     private void ThrowForStatus(HttpResponseMessage response, string path)

@@ -24,16 +24,22 @@ internal sealed class TransientOriginException : Exception
 internal sealed class RetryPolicy
 {
     private readonly OriginOptions _options;
+    private readonly string _identity;
 
-    public RetryPolicy(OriginOptions options) => _options = options;
+    public RetryPolicy(OriginOptions options, string identity = "")
+    {
+        _options = options;
+        _identity = identity;
+    }
 
     /// <summary>
     /// Runs <paramref name="attempt"/> until it succeeds, throws a non-transient exception, or the
     /// retries are spent. The attempt gets a token that fires at RequestTimeout or on <paramref name="ct"/>.
-    /// State is passed explicitly so callers can use static lambdas (no closure per read).
+    /// State is passed explicitly so callers can use static lambdas (no closure per read), and
+    /// the description is only formatted when something fails.
     /// </summary>
     public async Task<TResult> ExecuteAsync<TState, TResult>(
-        string what, TState state, Func<TState, CancellationToken, Task<TResult>> attempt, CancellationToken ct)
+        string operation, string path, TState state, Func<TState, CancellationToken, Task<TResult>> attempt, CancellationToken ct)
     {
         for (int attemptNo = 0; ; attemptNo++)
         {
@@ -53,15 +59,15 @@ internal sealed class RetryPolicy
                 catch (OperationCanceledException e) when (!ct.IsCancellationRequested)
                 {
                     failure = new TransientOriginException(
-                        $"{what}: no answer within {_options.RequestTimeout.TotalSeconds:0.###}s", e);
+                        $"{Describe(operation, path)}: no answer within {_options.RequestTimeout.TotalSeconds:0.###}s", e);
                 }
                 catch (TimeoutException e) when (!ct.IsCancellationRequested)
                 {
-                    failure = new TransientOriginException($"{what}: timed out", e);
+                    failure = new TransientOriginException($"{Describe(operation, path)}: timed out", e);
                 }
                 catch (Exception e) when (e is not OriginException && !ct.IsCancellationRequested && IsTransientTransport(e))
                 {
-                    failure = new TransientOriginException($"{what}: {Describe(e)}", e);
+                    failure = new TransientOriginException($"{Describe(operation, path)}: {Describe(e)}", e);
                 }
             }
 
@@ -71,6 +77,9 @@ internal sealed class RetryPolicy
             await Task.Delay(Backoff(attemptNo, failure.RetryAfter), _options.TimeProvider, ct);
         }
     }
+
+    private string Describe(string operation, string path) =>
+        path.Length == 0 ? $"{operation} the root of {_identity}" : $"{operation} '{path}' in {_identity}";
 
     /// <summary>Exponential backoff with "equal jitter": half fixed, half random, capped.</summary>
     internal TimeSpan Backoff(int attemptNo, TimeSpan? retryAfter)

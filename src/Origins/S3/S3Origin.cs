@@ -29,7 +29,7 @@ internal sealed class S3Origin : IOrigin
         _bucket = location.Bucket;
         _prefix = location.Prefix;
         _pageSize = options.ListPageSize;
-        _retry = new RetryPolicy(options);
+        _retry = new RetryPolicy(options, Identity);
 
         var config = new AmazonS3Config
         {
@@ -72,7 +72,7 @@ internal sealed class S3Origin : IOrigin
             MaxKeys = _pageSize,
             ContinuationToken = continuationToken,
         };
-        var response = await _retry.ExecuteAsync($"list '{directoryPath}' in {Identity}", (Origin: this, Request: request, Path: directoryPath),
+        var response = await _retry.ExecuteAsync("list", directoryPath, (Origin: this, Request: request, Path: directoryPath),
             static async (s, t) =>
             {
                 try
@@ -123,7 +123,7 @@ internal sealed class S3Origin : IOrigin
     public Task<OriginObject> StatAsync(string path, CancellationToken ct)
     {
         OriginPaths.Validate(path, allowRoot: false);
-        return _retry.ExecuteAsync($"stat '{path}' in {Identity}", (Origin: this, Path: path), static async (s, t) =>
+        return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static async (s, t) =>
         {
             GetObjectMetadataResponse r;
             try
@@ -151,7 +151,7 @@ internal sealed class S3Origin : IOrigin
         while (done < want)
         {
             var round = new ReadRound(this, obj, offset + done, destination.Slice(done, want - done));
-            int n = await _retry.ExecuteAsync($"read '{obj.Path}' in {Identity}", round, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
+            int n = await _retry.ExecuteAsync("read", obj.Path, round, static (s, t) => s.Origin.ReadOnceAsync(s, t), ct);
             if (n <= 0)
                 throw new OriginUnavailableException($"read '{obj.Path}' in {Identity}: the server returned no bytes");
             done += n;
@@ -199,8 +199,9 @@ internal sealed class S3Origin : IOrigin
                     throw new OriginException($"read '{s.Object.Path}' in {Identity}: 206 without a usable Content-Range");
                 if (total >= 0 && total != s.Object.Size)
                     throw Changed(s.Object, "the total length differs");
-                if (from != start || to < start || to > last)
-                    throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent another range than asked");
+                // A range that covers our start is usable even if wider than asked.
+                if (from > start || to < start || to >= s.Object.Size)
+                    throw new OriginException($"read '{s.Object.Path}' in {Identity}: the server sent a range that does not cover the one asked");
                 bodyStart = from;
                 bodyLength = to - from + 1;
             }
