@@ -1,8 +1,11 @@
 namespace CsiCache.Datasets;
 
 /// <summary>One open of a file: the version it reads (fixed for the handle's life) and its read-ahead state.</summary>
-internal sealed class OpenFile(DatasetEntry entry, FileVersion version)
+internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool passthrough = false)
 {
+    /// <summary>Reads of this handle never reach us: the kernel serves them from the cached chunk file.</summary>
+    public bool Passthrough { get; } = passthrough;
+
     public DatasetEntry Entry { get; } = entry;
 
     public FileVersion Version { get; } = version;

@@ -43,7 +43,11 @@ public sealed class PosixMountTests
         Assert.Equal(first.OriginRequests, second.OriginRequests);
         Assert.Equal(first.OriginBytes, second.OriginBytes);
         Assert.True(second.CacheHits > first.CacheHits, "the second pass did not reach the FUSE server (page cache not dropped?)");
-        Assert.True(second.BytesServed >= first.BytesServed + totalBytes - (1 << 20), $"served {second.BytesServed - first.BytesServed} bytes in pass two, dataset is {totalBytes}");
+        // Files of one chunk or less are now whole cache files and go through FUSE passthrough
+        // (the kernel reads them, no READ reaches us); larger ones must all have been served by READ.
+        long readServed = files.Values.Where(b => b.Length > ChunkSize).Sum(b => (long)b.Length);
+        Assert.True(second.BytesServed - first.BytesServed >= readServed, $"served {second.BytesServed - first.BytesServed} bytes in pass two, expected {readServed}");
+        Assert.True(test.Mount.FileSystem.PassthroughOpensServed >= files.Values.Count(b => b.Length is > 0 and <= ChunkSize));
     }
 
     [Fact]
@@ -216,6 +220,85 @@ public sealed class PosixMountTests
         await second.StopAsync(); // idempotent
         Assert.False(second.IsAlive);
         Assert.Null(MountInfo.Find(second.MountPoint));
+    }
+
+    [Fact]
+    public async Task Mount_DirectoryOfThousandsOfEntries_ListsEveryNameAcrossPages()
+    {
+        Privileges.RequireRootAndFuse();
+        using var source = new TempDirectory("src");
+        string dir = source.Sub("many");
+        const int count = 5000;
+        for (int i = 0; i < count; i++)
+        {
+            File.WriteAllBytes(Path.Combine(dir, $"item-{i:D5}.txt"), i % 7 == 0 ? [] : [(byte)i]);
+        }
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path);
+
+        List<string> names = Directory.EnumerateFiles(test.PathOf("many")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToList()!;
+        Assert.Equal(Directory.EnumerateFiles(dir).Select(Path.GetFileName).Order(StringComparer.Ordinal), names);
+        // ls -l: attributes of every entry (READDIRPLUS, then lookups served from memory).
+        long total = new DirectoryInfo(test.PathOf("many")).EnumerateFiles().Sum(f => f.Length);
+        Assert.Equal(count - ((count + 6) / 7), total);
+        Assert.Equal([unchecked((byte)4999)], File.ReadAllBytes(test.PathOf("many/item-04999.txt")));
+        Assert.True(test.Mount.Tree.TryGetNode(NodeIds.ForPath("many", 0), out DatasetEntry many));
+        Assert.True(many.Listing!.PagesLoaded >= count / 1000, $"{many.Listing.PagesLoaded} pages");
+    }
+
+    [Fact]
+    public async Task Mount_FullyCachedSmallFile_IsServedByPassthroughWithoutModeConflicts()
+    {
+        Privileges.RequireRootAndFuse();
+        using var source = new TempDirectory("src");
+        byte[] small = TestData.Bytes(300_000, 41);
+        byte[] large = TestData.Bytes(ChunkSize + 5, 42);
+        File.WriteAllBytes(Path.Combine(source.Path, "small.bin"), small);
+        File.WriteAllBytes(Path.Combine(source.Path, "large.bin"), large);
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path);
+        string path = test.PathOf("small.bin");
+        DatasetFileSystem fs = test.Mount.FileSystem;
+
+        // First open: not cached yet, served by READ. A second open while it is still open must
+        // join the READ mode even though the file is cached by then (mixing modes fails open(2)).
+        using (FileStream first = File.OpenRead(path))
+        {
+            byte[] read = new byte[small.Length];
+            first.ReadExactly(read);
+            Assert.Equal(small, read);
+            using FileStream second = File.OpenRead(path);
+            second.ReadExactly(read);
+            Assert.Equal(small, read);
+        }
+        Assert.Equal(0, fs.PassthroughOpensServed);
+
+        if (fs.Connection is not { PassthroughEnabled: true })
+        {
+            Assert.Fail("this kernel (6.9+) and root should negotiate FUSE_PASSTHROUGH; the Fuse layer did not");
+        }
+
+        // Now cached whole and open nowhere: passthrough, shared by concurrent opens.
+        Native.DropPageCache(path); // itself a passthrough open
+        long servedBefore = test.Mount.GetStats().BytesServed;
+        using (FileStream a = File.OpenRead(path))
+        using (FileStream b = File.OpenRead(path))
+        {
+            byte[] ra = new byte[small.Length], rb = new byte[small.Length];
+            a.ReadExactly(ra);
+            b.ReadExactly(rb);
+            Assert.Equal(small, ra);
+            Assert.Equal(small, rb);
+        }
+        Assert.Equal(3, fs.PassthroughOpensServed);
+        Assert.Equal(servedBefore, test.Mount.GetStats().BytesServed); // no READ reached us
+
+        // After the last close the backing id is released; a new open registers it again.
+        TestData.AssertSameBytes(small, path);
+        Assert.Equal(4, fs.PassthroughOpensServed);
+
+        // A file larger than one chunk is never one cache file: always READ.
+        TestData.AssertSameBytes(large, test.PathOf("large.bin"));
+        TestData.AssertSameBytes(large, test.PathOf("large.bin"));
+        Assert.Equal(4, fs.PassthroughOpensServed);
     }
 
     private static DatasetMountOptions Options(TempDirectory source, TempDirectory temp, string name) =>
