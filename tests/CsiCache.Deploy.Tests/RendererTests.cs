@@ -104,9 +104,19 @@ public sealed class RendererTests : IDisposable
     }
 
     [Fact]
+    public void Parse_KindOutsideTheDeployment_Throws()
+    {
+        // KubernetesClient knows Service; a CSI deployment has none, so it is refused.
+        const string yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+
+        var error = Assert.Throws<InvalidDataException>(() => ManifestSet.ParseObjects(yaml));
+        Assert.Contains("V1Service", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Parse_UnknownKind_Throws()
     {
-        const string yaml = "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n";
+        const string yaml = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
 
         Assert.ThrowsAny<Exception>(() => ManifestSet.ParseObjects(yaml));
     }
@@ -116,7 +126,8 @@ public sealed class RendererTests : IDisposable
     {
         const string yaml = "apiVersion: storage.k8s.io/v1\nkind: CSIDriver\nmetadata: {name: d}\nspec: {attachRequried: false}\n";
 
-        Assert.ThrowsAny<Exception>(() => ManifestSet.ParseObjects(yaml));
+        var error = Assert.Throws<YamlDotNet.Core.YamlException>(() => ManifestSet.ParseObjects(yaml));
+        Assert.Contains("attachRequried", error.Message, StringComparison.Ordinal);
     }
 
     [Theory]
