@@ -66,7 +66,7 @@ cleanup() {
   # The driver ran as root and wrote under $WORK/state; when this script does
   # not run as root, only a container can remove those files.
   if [ -n "$(ls -A "$WORK/state" 2>/dev/null)" ] && [ "$(id -u)" -ne 0 ]; then
-    docker run --rm -v "$WORK:/work" "$IMAGE" sh -c 'rm -rf /work/state' >/dev/null 2>&1 || true
+    docker run --rm --entrypoint sh -v "$WORK:/work" "$IMAGE" -c 'rm -rf /work/state' >/dev/null 2>&1 || true
   fi
   rm -rf "$WORK" 2>/dev/null || true
   exit "$rc"
