@@ -252,9 +252,9 @@ internal static class DeployChecks
 
             var bound = set.OfType<V1ClusterRoleBinding>().Any(b => Rbac.Binds(b.Subjects, pod.Namespace, sa))
                 || set.OfType<V1RoleBinding>().Any(b => Rbac.Binds(b.Subjects, pod.Namespace, sa));
-            if (!bound && pod.Provisioner is not null)
+            if (!bound)
             {
-                problems.Add($"{pod.Owner}: ServiceAccount {pod.Namespace}/{sa} is bound to no role, its provisioner cannot work");
+                problems.Add($"{pod.Owner}: ServiceAccount {pod.Namespace}/{sa} is bound to no role");
             }
         }
 
