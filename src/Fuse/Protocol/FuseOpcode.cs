@@ -1,0 +1,62 @@
+namespace CsiCache.Fuse.Protocol;
+
+/// <summary><c>enum fuse_opcode</c> from fuse_kernel.h (protocol 7.45).</summary>
+public enum FuseOpcode : uint
+{
+    Lookup = 1,
+    /// <summary>No reply.</summary>
+    Forget = 2,
+    GetAttr = 3,
+    SetAttr = 4,
+    ReadLink = 5,
+    Symlink = 6,
+    MkNod = 8,
+    MkDir = 9,
+    Unlink = 10,
+    RmDir = 11,
+    Rename = 12,
+    Link = 13,
+    Open = 14,
+    Read = 15,
+    Write = 16,
+    StatFs = 17,
+    Release = 18,
+    FSync = 20,
+    SetXAttr = 21,
+    GetXAttr = 22,
+    ListXAttr = 23,
+    RemoveXAttr = 24,
+    Flush = 25,
+    Init = 26,
+    OpenDir = 27,
+    ReadDir = 28,
+    ReleaseDir = 29,
+    FSyncDir = 30,
+    GetLk = 31,
+    SetLk = 32,
+    SetLkW = 33,
+    Access = 34,
+    Create = 35,
+    /// <summary>No reply.</summary>
+    Interrupt = 36,
+    BMap = 37,
+    Destroy = 38,
+    IoCtl = 39,
+    Poll = 40,
+    NotifyReply = 41,
+    /// <summary>No reply (7.16).</summary>
+    BatchForget = 42,
+    FAllocate = 43,
+    /// <summary>7.21.</summary>
+    ReadDirPlus = 44,
+    Rename2 = 45,
+    LSeek = 46,
+    CopyFileRange = 47,
+    SetupMapping = 48,
+    RemoveMapping = 49,
+    SyncFs = 50,
+    TmpFile = 51,
+    Statx = 52,
+    /// <summary>7.45.</summary>
+    CopyFileRange64 = 53,
+}
