@@ -1,0 +1,604 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.CodeAnalysis;
+using Microsoft.Win32.SafeHandles;
+
+namespace CsiCache.Cache;
+
+/// <summary>
+/// The node-local chunk store: fixed-size chunks of origin objects in files under one root
+/// directory (on NVMe or tmpfs), an in-memory index rebuilt from those files at start, LRU
+/// eviction between a high and a low watermark, one origin fetch per missing chunk however many
+/// readers want it, and a bound on the fetch buffers in flight. Thread-safe.
+/// </summary>
+/// <remarks>
+/// The cache knows nothing of FUSE, CSI or origins: the caller says which chunk it wants, how
+/// long it is, and how to fetch it. See src/Cache/README.md for the decisions behind it.
+/// </remarks>
+public sealed class ChunkCache : IDisposable
+{
+    // Put and evict serialise per key on one of these: a put's rename and an eviction's unlink
+    // of the same path must never interleave (the unlink would delete the new file).
+    private const int StripeCount = 64;
+
+    private readonly ChunkCacheOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ChunkStore _store;
+    private readonly SafeFileHandle _lockFile;
+    private readonly ConcurrentDictionary<ChunkKey, ChunkEntry> _index;
+    private readonly SingleFlight<ChunkKey, ChunkSource> _flights;
+    private readonly Lock[] _stripes;
+    private readonly Lock _evictionGate = new();
+    private readonly CancellationTokenSource _disposed = new();
+    private readonly long _highBytes;
+    private readonly long _lowBytes;
+    private readonly long _accessResolutionTicks;
+    private readonly IdleHandles _idle;
+
+    private long _accessClock;
+    private long _usedBytes;
+    private int _evictionScheduled;
+
+    private long _hits;
+    private long _misses;
+    private long _fetches;
+    private long _fetchBytes;
+    private long _fetchFailures;
+    private long _evictions;
+    private long _evictedBytes;
+    private long _pinnedSkips;
+    private long _writeFailures;
+    private long _inFlight;
+
+    /// <summary>
+    /// Opens the cache at <see cref="ChunkCacheOptions.RootDirectory"/>: takes its lock, deletes
+    /// temp files left by a crash, and rebuilds the index from the chunk files (LRU order from
+    /// their mtimes).
+    /// </summary>
+    /// <param name="options">Settings; validated here.</param>
+    /// <param name="time">Clock for persisted access times; the system clock when null.</param>
+    /// <param name="budget">A budget shared with other caches or the prefetcher; one of <see cref="ChunkCacheOptions.MemoryLimitBytes"/> when null.</param>
+    public ChunkCache(ChunkCacheOptions options, TimeProvider? time = null, BufferBudget? budget = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        _options = options;
+        _time = time ?? TimeProvider.System;
+        Budget = budget ?? new BufferBudget(options.MemoryLimitBytes, options.ChunkSize);
+        _highBytes = (long)(options.QuotaBytes * options.HighWatermark);
+        _lowBytes = (long)(options.QuotaBytes * options.LowWatermark);
+        _accessResolutionTicks = options.AccessTimeResolution.Ticks;
+        _idle = new IdleHandles(options.MaxIdleOpenFiles);
+        _stripes = new Lock[StripeCount];
+        for (int i = 0; i < _stripes.Length; i++)
+        {
+            _stripes[i] = new Lock();
+        }
+        _flights = new SingleFlight<ChunkKey, ChunkSource>(static (source, receivers) => source.HandOff(receivers));
+
+        _store = new ChunkStore(options.RootDirectory, options.ChunkSize, options.FlushToDisk && options.Medium == CacheMedium.Disk);
+        _lockFile = _store.Lock();
+        try
+        {
+            _store.EnsureFormat();
+            List<ScannedChunk> scanned = _store.Scan(out int deleted);
+            DeletedAtStart = deleted;
+            // Oldest first, so the sequence numbers continue the LRU order of the last run.
+            scanned.Sort(static (a, b) => a.ModifiedUtcTicks.CompareTo(b.ModifiedUtcTicks));
+            _index = new ConcurrentDictionary<ChunkKey, ChunkEntry>(Environment.ProcessorCount, Math.Max(scanned.Count, 31));
+            foreach (ScannedChunk chunk in scanned)
+            {
+                var entry = new ChunkEntry(chunk.Key, chunk.Length, chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
+                _index[chunk.Key] = entry;
+                _usedBytes += chunk.Length;
+            }
+            LoadedAtStart = scanned.Count;
+        }
+        catch
+        {
+            _lockFile.Dispose();
+            throw;
+        }
+        // A smaller quota than last time: trim in the background like after any put.
+        ScheduleEvictionIfNeeded();
+    }
+
+    /// <summary>The options the cache was opened with.</summary>
+    public ChunkCacheOptions Options => _options;
+
+    /// <summary>The budget fetch buffers come from; share it with read-ahead so one bound covers both.</summary>
+    public BufferBudget Budget { get; }
+
+    /// <summary>The full path of the root directory.</summary>
+    public string RootDirectory => _store.Root;
+
+    /// <summary>Chunk files found at start.</summary>
+    public int LoadedAtStart { get; }
+
+    /// <summary>Temp and unknown files deleted at start.</summary>
+    public int DeletedAtStart { get; }
+
+    /// <summary>Bytes per chunk.</summary>
+    public int ChunkSize => _options.ChunkSize;
+
+    /// <summary>Number of chunks of an object of <paramref name="objectSize"/> bytes (0 for an empty object: nothing to cache).</summary>
+    public long GetChunkCount(long objectSize)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(objectSize);
+        return (objectSize + ChunkSize - 1) / ChunkSize;
+    }
+
+    /// <summary>Length of chunk <paramref name="index"/> of an object of <paramref name="objectSize"/> bytes: ChunkSize, or less for the last.</summary>
+    public int GetChunkLength(long objectSize, long index)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(index);
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(index, GetChunkCount(objectSize));
+        return (int)Math.Min(ChunkSize, objectSize - (index * ChunkSize));
+    }
+
+    /// <summary>
+    /// Returns a lease on the chunk: from the store when present, otherwise <paramref name="fetch"/>
+    /// is called once for all concurrent callers of the same key, into a buffer of
+    /// <paramref name="length"/> bytes from the <see cref="Budget"/> (callers wait for budget,
+    /// never fail for lack of it); the chunk is written (temp name, fsync, rename) and every
+    /// waiter is served. A fetch failure reaches every waiter of that flight and caches nothing.
+    /// </summary>
+    /// <param name="key">The chunk.</param>
+    /// <param name="length">The chunk's length (<see cref="GetChunkLength"/>), 0..ChunkSize. A stored chunk of another length is treated as stale and refetched.</param>
+    /// <param name="fetch">Fills the whole buffer with the chunk's bytes, or throws.</param>
+    /// <param name="ct">Cancels this caller's wait; the fetch stops only when all its waiters have gone.</param>
+    public ValueTask<ChunkLease> GetOrFetchAsync(ChunkKey key, int length, Func<Memory<byte>, CancellationToken, ValueTask> fetch, CancellationToken ct)
+    {
+        ArgumentNullException.ThrowIfNull(fetch);
+        return GetOrFetchAsync(key, length, fetch, static (f, buffer, token) => f(buffer, token), ct);
+    }
+
+    /// <summary>The same, with a state argument so a hit allocates no closure.</summary>
+    public ValueTask<ChunkLease> GetOrFetchAsync<TState>(
+        ChunkKey key,
+        int length,
+        TState state,
+        Func<TState, Memory<byte>, CancellationToken, ValueTask> fetch,
+        CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        ArgumentNullException.ThrowIfNull(fetch);
+        ValidateKey(key);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, ChunkSize);
+
+        if (TryLease(key, length, out ChunkLease? lease))
+        {
+            Interlocked.Increment(ref _hits);
+            return ValueTask.FromResult(lease);
+        }
+        Interlocked.Increment(ref _misses);
+        return FetchAsync(key, length, state, fetch, ct);
+    }
+
+    /// <summary>A lease on a stored chunk, without fetching; false on a miss.</summary>
+    public bool TryGetCached(ChunkKey key, [NotNullWhen(true)] out ChunkLease? lease)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        if (TryLease(key, expectedLength: -1, out lease))
+        {
+            Interlocked.Increment(ref _hits);
+            return true;
+        }
+        // Not a miss in the stats: the caller follows up with GetOrFetchAsync, which counts it.
+        return false;
+    }
+
+    /// <summary>
+    /// Reads from a stored chunk without creating a lease (no allocation on a hit): the FUSE READ
+    /// fast path. False on a miss, and then nothing is read.
+    /// </summary>
+    public bool TryRead(ChunkKey key, long offsetInChunk, Span<byte> destination, out int bytesRead)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        ArgumentOutOfRangeException.ThrowIfNegative(offsetInChunk);
+        bytesRead = 0;
+        if (!TryPin(key, expectedLength: -1, out ChunkEntry? entry))
+        {
+            // Not a miss in the stats: the caller follows up with GetOrFetchAsync, which counts it.
+            return false;
+        }
+        try
+        {
+            Interlocked.Increment(ref _hits);
+            if (offsetInChunk < entry.Length)
+            {
+                int wanted = (int)Math.Min(destination.Length, entry.Length - offsetInChunk);
+                bytesRead = ChunkLease.ReadFile(entry.Handle!, offsetInChunk, destination[..wanted]);
+            }
+            return true;
+        }
+        finally
+        {
+            entry.Release();
+        }
+    }
+
+    /// <summary>Whether the chunk is stored (a snapshot: it may be evicted right after, unless leased).</summary>
+    public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && !entry.IsRemoved;
+
+    /// <summary>
+    /// The path of a file that holds exactly the whole object, when it is fully cached as one
+    /// file: an object no larger than one chunk, stored. Null otherwise. For FUSE passthrough:
+    /// open it and hand the fd to the kernel; if it is evicted before the open, the open fails
+    /// and the caller falls back to ordinary reads. <see cref="TryGetWholeObject"/> avoids that race.
+    /// </summary>
+    public string? GetWholeObjectPath(ObjectKey obj, long objectSize)
+    {
+        if (objectSize <= 0 || objectSize > ChunkSize)
+        {
+            return null;
+        }
+        var key = new ChunkKey(obj, 0);
+        return _index.TryGetValue(key, out ChunkEntry? entry) && entry.Length == objectSize && !entry.IsRemoved
+            ? _store.GetPath(key)
+            : null;
+    }
+
+    /// <summary>
+    /// A lease on the one file holding the whole object (see <see cref="GetWholeObjectPath"/>);
+    /// its <see cref="ChunkLease.FileHandle"/> can become a passthrough backing fd.
+    /// </summary>
+    public bool TryGetWholeObject(ObjectKey obj, long objectSize, [NotNullWhen(true)] out ChunkLease? lease)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        lease = null;
+        return objectSize > 0 && objectSize <= ChunkSize && TryLease(new ChunkKey(obj, 0), (int)objectSize, out lease);
+    }
+
+    /// <summary>
+    /// Evicts now, on the caller's thread, down to the low watermark (after waiting for a
+    /// background pass that is running). Eviction normally runs in the background once a put
+    /// crosses the high watermark; this is for tools, shutdown and tests that need a settled cache.
+    /// </summary>
+    public void Trim()
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        EvictToLowWatermark();
+    }
+
+    /// <summary>A snapshot of the counters.</summary>
+    public CacheStats GetStats()
+    {
+        long used = Volatile.Read(ref _usedBytes);
+        return new CacheStats
+        {
+            UsedBytes = used,
+            QuotaBytes = _options.QuotaBytes,
+            ChunkCount = _index.Count,
+            Hits = Volatile.Read(ref _hits),
+            Misses = Volatile.Read(ref _misses),
+            Fetches = Volatile.Read(ref _fetches),
+            FetchBytes = Volatile.Read(ref _fetchBytes),
+            FetchFailures = Volatile.Read(ref _fetchFailures),
+            Evictions = Volatile.Read(ref _evictions),
+            EvictedBytes = Volatile.Read(ref _evictedBytes),
+            PinnedSkips = Volatile.Read(ref _pinnedSkips),
+            WriteFailures = Volatile.Read(ref _writeFailures),
+            InFlightFetches = Volatile.Read(ref _inFlight),
+            BufferBytesInUse = Budget.InUseBytes,
+            OverQuota = used > _options.QuotaBytes,
+            Medium = _options.Medium,
+        };
+    }
+
+    /// <summary>
+    /// Stops background eviction, cancels fetches in flight and releases the root's lock. Leases
+    /// already handed out stay readable until disposed; the files stay for the next start.
+    /// </summary>
+    public void Dispose()
+    {
+        if (_disposed.IsCancellationRequested)
+        {
+            return;
+        }
+        _disposed.Cancel();
+        lock (_evictionGate)
+        {
+            // Waits for a running eviction pass to finish its current file.
+        }
+        _idle.Clear();
+        _lockFile.Dispose();
+    }
+
+    private static void ValidateKey(ChunkKey key)
+    {
+        if (!key.Object.IsValid)
+        {
+            throw new ArgumentException("The object key is not a hash from ObjectKey.From.", nameof(key));
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(key.Index, nameof(key));
+    }
+
+    private Lock StripeFor(ChunkKey key) => _stripes[(key.GetHashCode() & int.MaxValue) % StripeCount];
+
+    private bool TryLease(ChunkKey key, int expectedLength, [NotNullWhen(true)] out ChunkLease? lease)
+    {
+        if (TryPin(key, expectedLength, out ChunkEntry? entry))
+        {
+            lease = new ChunkLease(entry, _store);
+            return true;
+        }
+        lease = null;
+        return false;
+    }
+
+    /// <summary>Takes a reference on a stored chunk and records the access; the hit path.</summary>
+    private bool TryPin(ChunkKey key, int expectedLength, [NotNullWhen(true)] out ChunkEntry? entry)
+    {
+        if (key.Object.Hash is null || !_index.TryGetValue(key, out entry))
+        {
+            entry = null;
+            return false;
+        }
+        if (expectedLength >= 0 && entry.Length != expectedLength)
+        {
+            // Same key, other length: a stale or damaged file. Miss; the fetch replaces it.
+            entry = null;
+            return false;
+        }
+        switch (entry.TryAcquire(_store))
+        {
+            case AcquireResult.Acquired:
+                Touch(entry);
+                return true;
+            case AcquireResult.Missing:
+                Forget(entry);
+                break;
+        }
+        entry = null;
+        return false;
+    }
+
+    private void Touch(ChunkEntry entry)
+    {
+        // One shared counter: exact LRU order at the cost of one interlocked add per hit, which
+        // at tens of thousands of reads a second is noise next to the pread itself.
+        Volatile.Write(ref entry.LastAccess, Interlocked.Increment(ref _accessClock));
+
+        long now = _time.GetUtcNow().UtcTicks;
+        if (now - Volatile.Read(ref entry.PersistedAccessTicks) >= _accessResolutionTicks)
+        {
+            Volatile.Write(ref entry.PersistedAccessTicks, now);
+            try
+            {
+                // The file's mtime is the access time that survives a restart (atime is
+                // unreliable under relatime/noatime); refreshed at most once per resolution.
+                File.SetLastWriteTimeUtc(entry.Handle!, new DateTime(now, DateTimeKind.Utc));
+            }
+            catch (IOException)
+            {
+                // Only the post-restart order suffers.
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+    }
+
+    /// <summary>Drops an entry whose file vanished.</summary>
+    private void Forget(ChunkEntry entry)
+    {
+        lock (StripeFor(entry.Key))
+        {
+            if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
+            {
+                Interlocked.Add(ref _usedBytes, -entry.Length);
+            }
+        }
+    }
+
+    private async ValueTask<ChunkLease> FetchAsync<TState>(
+        ChunkKey key,
+        int length,
+        TState state,
+        Func<TState, Memory<byte>, CancellationToken, ValueTask> fetch,
+        CancellationToken ct)
+    {
+        ChunkSource source = await _flights.RunAsync(
+            key,
+            new FetchRequest<TState>(this, length, state, fetch),
+            static (k, request, token) => request.Cache.FillAsync(k, request, token),
+            ct).ConfigureAwait(false);
+
+        // The flight handed us one reference on the source.
+        return source switch
+        {
+            ChunkEntry entry => new ChunkLease(entry, _store),
+            MemoryChunk memory => new ChunkLease(memory),
+            _ => throw new InvalidOperationException("Unknown chunk source."),
+        };
+    }
+
+    /// <summary>The work of one flight: fetch into a budgeted buffer, store, index. Returns the source with one reference.</summary>
+    private async ValueTask<ChunkSource> FillAsync<TState>(ChunkKey key, FetchRequest<TState> request, CancellationToken flightToken)
+    {
+        // A flight that every caller abandoned may have stored the chunk after this flight's
+        // callers missed: serve that rather than fetch again.
+        if (TryPin(key, request.Length, out ChunkEntry? existing))
+        {
+            return existing;
+        }
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(flightToken, _disposed.Token);
+        CancellationToken token = linked.Token;
+        Interlocked.Increment(ref _fetches);
+        Interlocked.Increment(ref _inFlight);
+        BudgetLease buffer;
+        try
+        {
+            buffer = await Budget.AcquireAsync(request.Length, token).ConfigureAwait(false);
+            try
+            {
+                await request.Fetch(request.State, buffer.Memory, token).ConfigureAwait(false);
+            }
+            catch
+            {
+                buffer.Dispose();
+                throw;
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Interlocked.Increment(ref _fetchFailures);
+            throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+        Interlocked.Add(ref _fetchBytes, request.Length);
+
+        ChunkEntry stored;
+        try
+        {
+            stored = Store(key, buffer.Memory.Span);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Disk full or failing: the readers still get their bytes, from memory, and the
+            // buffer goes back to the budget when the last of them lets go.
+            Interlocked.Increment(ref _writeFailures);
+            return new MemoryChunk(key, buffer);
+        }
+        catch
+        {
+            buffer.Dispose();
+            throw;
+        }
+        buffer.Dispose();
+        return stored;
+    }
+
+    /// <summary>Writes a chunk file and indexes it, pinned once for the flight.</summary>
+    private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data)
+    {
+        // The write happens outside any lock; only the rename and the index update are serialised with eviction.
+        string path = _store.GetPath(key);
+        DateTimeOffset now = _time.GetUtcNow();
+        string temp = _store.WriteTemp(path, data, now.UtcDateTime);
+        var entry = new ChunkEntry(key, data.Length, now.UtcTicks, _idle);
+
+        // Make room first, on this thread, if this put would take the cache past the quota
+        // itself; crossing only the high watermark is left to the background pass.
+        if (Volatile.Read(ref _usedBytes) + data.Length > _options.QuotaBytes)
+        {
+            EvictToLowWatermark();
+        }
+
+        lock (StripeFor(key))
+        {
+            if (_disposed.IsCancellationRequested)
+            {
+                // The root may already belong to a new instance: leave it alone.
+                ChunkStore.TryDelete(temp);
+                throw new ObjectDisposedException(nameof(ChunkCache));
+            }
+            ChunkStore.Commit(temp, path);
+            SafeFileHandle handle;
+            try
+            {
+                handle = ChunkStore.OpenRead(path);
+            }
+            catch
+            {
+                ChunkStore.TryDelete(path);
+                throw;
+            }
+            entry.InitializePinned(handle);
+            entry.LastAccess = Interlocked.Increment(ref _accessClock);
+            if (_index.TryGetValue(key, out ChunkEntry? old))
+            {
+                // Renamed over a stale copy (other length, or a duplicate from an abandoned
+                // flight): its leases keep the old inode; it no longer counts.
+                old.MarkRemoved();
+                Interlocked.Add(ref _usedBytes, -old.Length);
+            }
+            _index[key] = entry;
+            Interlocked.Add(ref _usedBytes, data.Length);
+        }
+        ScheduleEvictionIfNeeded();
+        return entry;
+    }
+
+    private void ScheduleEvictionIfNeeded()
+    {
+        if (Volatile.Read(ref _usedBytes) > _highBytes
+            && !_disposed.IsCancellationRequested
+            && Interlocked.CompareExchange(ref _evictionScheduled, 1, 0) == 0)
+        {
+            // Dispose waits for a running pass through _evictionGate, so the task need not be kept.
+            _ = Task.Run(() =>
+            {
+                // Cleared before the pass, so puts during the pass schedule another.
+                Volatile.Write(ref _evictionScheduled, 0);
+                EvictToLowWatermark();
+            });
+        }
+    }
+
+    /// <summary>
+    /// Evicts unpinned chunks, least recently used first, until used bytes are at or below the
+    /// low watermark. Pinned chunks are skipped; when everything left is pinned the cache stays
+    /// over (reported in <see cref="CacheStats.OverQuota"/>) rather than fail a read.
+    /// </summary>
+    private void EvictToLowWatermark()
+    {
+        lock (_evictionGate)
+        {
+            if (_disposed.IsCancellationRequested || Volatile.Read(ref _usedBytes) <= _lowBytes)
+            {
+                return;
+            }
+
+            // Exact LRU by sorting a snapshot of the unpinned entries on their access sequence:
+            // O(n log n) per pass, but a pass frees (high - low) of the quota, so it runs
+            // rarely; in exchange the hit path is one interlocked add, with no list to lock.
+            var candidates = new List<(long Access, ChunkEntry Entry)>(_index.Count);
+            foreach (KeyValuePair<ChunkKey, ChunkEntry> pair in _index)
+            {
+                if (pair.Value.IsPinned)
+                {
+                    Interlocked.Increment(ref _pinnedSkips);
+                    continue;
+                }
+                candidates.Add((Volatile.Read(ref pair.Value.LastAccess), pair.Value));
+            }
+            candidates.Sort(static (a, b) => a.Access.CompareTo(b.Access));
+
+            foreach ((long _, ChunkEntry entry) in candidates)
+            {
+                if (Volatile.Read(ref _usedBytes) <= _lowBytes || _disposed.IsCancellationRequested)
+                {
+                    break;
+                }
+                lock (StripeFor(entry.Key))
+                {
+                    if (!entry.TryMarkEvicted())
+                    {
+                        // Leased since the snapshot, or replaced: skip it.
+                        Interlocked.Increment(ref _pinnedSkips);
+                        continue;
+                    }
+                    if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
+                    {
+                        Interlocked.Add(ref _usedBytes, -entry.Length);
+                        Interlocked.Increment(ref _evictions);
+                        Interlocked.Add(ref _evictedBytes, entry.Length);
+                    }
+                    ChunkStore.TryDelete(_store.GetPath(entry.Key));
+                }
+            }
+        }
+    }
+
+    private sealed record FetchRequest<TState>(
+        ChunkCache Cache,
+        int Length,
+        TState State,
+        Func<TState, Memory<byte>, CancellationToken, ValueTask> Fetch);
+}

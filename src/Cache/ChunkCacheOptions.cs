@@ -1,0 +1,70 @@
+namespace CsiCache.Cache;
+
+/// <summary>Settings of one <see cref="ChunkCache"/>; one cache (and one set of options) per root directory.</summary>
+public sealed record ChunkCacheOptions
+{
+    /// <summary>1 MiB: the FUSE read size (max_pages) — a smaller chunk would split one kernel read across files.</summary>
+    public const int MinChunkSize = 1 << 20;
+
+    /// <summary>4 MiB: a larger chunk makes the first byte of a random read wait for more origin bytes.</summary>
+    public const int MaxChunkSize = 4 << 20;
+
+    /// <summary>Directory that holds the chunk files. Created when missing. Owned by one cache at a time (a lock file enforces it).</summary>
+    public required string RootDirectory { get; init; }
+
+    /// <summary>Bytes of chunk data the cache may hold (file sizes; file-system overhead is not counted).</summary>
+    public required long QuotaBytes { get; init; }
+
+    /// <summary>Bytes per chunk, 1–4 MiB; the last chunk of an object may be shorter, and an object no larger than this is one chunk.</summary>
+    public int ChunkSize { get; init; } = MaxChunkSize;
+
+    /// <summary>Eviction starts when used bytes exceed this fraction of the quota …</summary>
+    public double HighWatermark { get; init; } = 0.95;
+
+    /// <summary>… and stops once they are at or below this fraction, so eviction runs in batches, not per put.</summary>
+    public double LowWatermark { get; init; } = 0.85;
+
+    /// <summary>Bytes of fetch buffers in flight at once (ignored when a shared <see cref="BufferBudget"/> is passed to the cache).</summary>
+    public long MemoryLimitBytes { get; init; } = 256L << 20;
+
+    /// <summary>Disk or tmpfs; see <see cref="CacheMedium"/>.</summary>
+    public CacheMedium Medium { get; init; } = CacheMedium.Disk;
+
+    /// <summary>
+    /// fsync each chunk before its rename, so that after a power loss a chunk file is either
+    /// absent or complete (without it, ext4/xfs may show a file of the right length full of
+    /// zeros). Off only for tests or throwaway caches. Never done on <see cref="CacheMedium.Memory"/>.
+    /// </summary>
+    public bool FlushToDisk { get; init; } = true;
+
+    /// <summary>
+    /// How stale a chunk's persisted last-access time (its file mtime) may get before a hit
+    /// rewrites it. The in-memory LRU order is exact; the file times only order the cache after
+    /// a restart, so they are refreshed at most this often per chunk to keep hits free of writes.
+    /// </summary>
+    public TimeSpan AccessTimeResolution { get; init; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
+    /// Open fds kept on idle chunks, so that repeated reads of a hot chunk skip open/close.
+    /// Bounded because a large cache has far more chunks than a process should hold fds.
+    /// </summary>
+    public int MaxIdleOpenFiles { get; init; } = 1024;
+
+    internal void Validate()
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(RootDirectory);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(QuotaBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(ChunkSize, MinChunkSize);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(ChunkSize, MaxChunkSize);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MemoryLimitBytes);
+        if (!(LowWatermark > 0 && LowWatermark <= HighWatermark && HighWatermark <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(HighWatermark), $"Need 0 < LowWatermark ({LowWatermark}) <= HighWatermark ({HighWatermark}) <= 1.");
+        }
+        ArgumentOutOfRangeException.ThrowIfNegative(MaxIdleOpenFiles);
+        if (AccessTimeResolution < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(AccessTimeResolution), AccessTimeResolution, "Must not be negative.");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+using System.Collections.Concurrent;
+using Microsoft.Win32.SafeHandles;
+
+namespace CsiCache.Cache;
+
+/// <summary>What a fetch flight hands to its waiters: a stored chunk, or bytes that could not be stored.</summary>
+internal abstract class ChunkSource
+{
+    protected ChunkSource(ChunkKey key, int length)
+    {
+        Key = key;
+        Length = length;
+    }
+
+    public ChunkKey Key { get; }
+
+    public int Length { get; }
+
+    /// <summary>Turns the one reference the flight holds into one per receiver (zero drops it).</summary>
+    public abstract void HandOff(int receivers);
+
+    /// <summary>Drops one receiver's reference.</summary>
+    public abstract void Release();
+}
+
+/// <summary>
+/// One chunk file in the index. The reference count is what "pinned" means: eviction takes only
+/// entries with no references. The file is opened on the first reference and, once idle, kept
+/// open in a bounded <see cref="IdleHandles"/> queue, so repeated reads of a hot chunk cost one
+/// pread and no open/close, while an idle cache of 100k chunks holds only a bounded number of fds.
+/// </summary>
+internal sealed class ChunkEntry : ChunkSource
+{
+    private readonly Lock _gate = new();
+    private readonly IdleHandles _idle;
+    private int _refs;
+    private bool _removed;
+    private bool _idleQueued;
+    private SafeFileHandle? _handle;
+
+    public ChunkEntry(ChunkKey key, int length, long persistedAccessTicks, IdleHandles idle)
+        : base(key, length)
+    {
+        PersistedAccessTicks = persistedAccessTicks;
+        _idle = idle;
+    }
+
+    /// <summary>Position in the LRU order: a global sequence number, larger is more recent.</summary>
+    public long LastAccess;
+
+    /// <summary>UTC ticks of the access time last written to the file's mtime.</summary>
+    public long PersistedAccessTicks;
+
+    /// <summary>Open while references are held (and maybe a while after); read it only while holding one.</summary>
+    public SafeFileHandle? Handle => _handle;
+
+    public bool IsRemoved
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _removed;
+            }
+        }
+    }
+
+    /// <summary>A racy read for choosing eviction candidates; <see cref="TryMarkEvicted"/> decides.</summary>
+    public bool IsPinned => Volatile.Read(ref _refs) > 0;
+
+    /// <summary>Takes a reference, opening the file if it is not open.</summary>
+    public AcquireResult TryAcquire(ChunkStore store)
+    {
+        lock (_gate)
+        {
+            if (_removed)
+            {
+                return AcquireResult.Removed;
+            }
+            if (_handle is null)
+            {
+                try
+                {
+                    _handle = ChunkStore.OpenRead(store.GetPath(Key));
+                }
+                catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+                {
+                    // Someone removed the file behind our back: forget the chunk, refetch it.
+                    _removed = true;
+                    return AcquireResult.Missing;
+                }
+            }
+            _refs++;
+            return AcquireResult.Acquired;
+        }
+    }
+
+    /// <summary>Installs the handle of a freshly written chunk with the flight's reference.</summary>
+    public void InitializePinned(SafeFileHandle handle)
+    {
+        lock (_gate)
+        {
+            _handle = handle;
+            _refs = 1;
+        }
+    }
+
+    public override void HandOff(int receivers) => AddRefs(receivers - 1);
+
+    public override void Release() => AddRefs(-1);
+
+    /// <summary>Claims an unpinned entry for eviction; false when it is leased or already gone.</summary>
+    public bool TryMarkEvicted()
+    {
+        lock (_gate)
+        {
+            if (_refs > 0 || _removed)
+            {
+                return false;
+            }
+            _removed = true;
+            CloseHandle();
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Marks an entry whose file was replaced (renamed over) or lost. Outstanding leases keep
+    /// reading the old inode through the open handle, closed with the last of them.
+    /// </summary>
+    public void MarkRemoved()
+    {
+        lock (_gate)
+        {
+            _removed = true;
+            if (_refs == 0)
+            {
+                CloseHandle();
+            }
+        }
+    }
+
+    /// <summary>Called by <see cref="IdleHandles"/> when this entry's turn in the idle queue is over.</summary>
+    public void CloseIfIdle()
+    {
+        lock (_gate)
+        {
+            _idleQueued = false;
+            if (_refs == 0)
+            {
+                CloseHandle();
+            }
+        }
+    }
+
+    private void AddRefs(int delta)
+    {
+        bool queue = false;
+        lock (_gate)
+        {
+            _refs += delta;
+            if (_refs == 0 && _handle is not null)
+            {
+                if (_removed)
+                {
+                    CloseHandle();
+                }
+                else if (!_idleQueued)
+                {
+                    _idleQueued = queue = true;
+                }
+            }
+        }
+        if (queue)
+        {
+            _idle.Add(this);
+        }
+    }
+
+    private void CloseHandle()
+    {
+        _handle?.Dispose();
+        _handle = null;
+    }
+}
+
+/// <summary>
+/// A bounded FIFO of idle chunks that still hold an open fd: when it is full, the oldest entry's
+/// fd is closed. FIFO rather than LRU because a hot chunk re-queues itself after every turn.
+/// </summary>
+internal sealed class IdleHandles(int capacity)
+{
+    private readonly ConcurrentQueue<ChunkEntry> _queue = new();
+    private int _count;
+
+    public int Count => Volatile.Read(ref _count);
+
+    public void Add(ChunkEntry entry)
+    {
+        _queue.Enqueue(entry);
+        if (Interlocked.Increment(ref _count) > capacity && _queue.TryDequeue(out ChunkEntry? oldest))
+        {
+            Interlocked.Decrement(ref _count);
+            oldest.CloseIfIdle();
+        }
+    }
+
+    /// <summary>Closes every idle fd (dispose).</summary>
+    public void Clear()
+    {
+        while (_queue.TryDequeue(out ChunkEntry? entry))
+        {
+            Interlocked.Decrement(ref _count);
+            entry.CloseIfIdle();
+        }
+    }
+}
+
+internal enum AcquireResult
+{
+    Acquired,
+    Removed,
+    Missing,
+}
+
+/// <summary>A fetched chunk that could not be written (disk full, I/O error): its waiters read it from the fetch buffer.</summary>
+internal sealed class MemoryChunk(ChunkKey key, BudgetLease buffer) : ChunkSource(key, buffer.Length)
+{
+    private int _refs = 1;
+
+    public ReadOnlyMemory<byte> Data => buffer.Memory;
+
+    public override void HandOff(int receivers)
+    {
+        if (Interlocked.Add(ref _refs, receivers - 1) == 0)
+        {
+            buffer.Dispose();
+        }
+    }
+
+    public override void Release()
+    {
+        if (Interlocked.Decrement(ref _refs) == 0)
+        {
+            buffer.Dispose();
+        }
+    }
+}

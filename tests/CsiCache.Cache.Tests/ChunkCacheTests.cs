@@ -1,0 +1,761 @@
+namespace CsiCache.Cache.Tests;
+
+public sealed class ChunkCacheTests : IDisposable
+{
+    private const int MiB = 1 << 20;
+    private readonly TempDirectory _dir = new();
+
+    public void Dispose() => _dir.Dispose();
+
+    private ChunkCacheOptions Options(long quota = 1L << 30, int chunkSize = MiB, long memory = 64 * MiB, bool flush = false) => new()
+    {
+        RootDirectory = _dir.Path,
+        QuotaBytes = quota,
+        ChunkSize = chunkSize,
+        MemoryLimitBytes = memory,
+        FlushToDisk = flush,
+    };
+
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task GetOrFetch_ObjectOfSeveralChunks_ReadsBackExactBytesAcrossBoundaries()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("data/big.bin", (2 * MiB) + (MiB / 2) + 7);
+
+        // Ranges that start and end inside chunks and straddle each boundary.
+        (long Offset, int Count)[] ranges =
+        [
+            (0, 100),
+            (MiB - 10, 20),
+            ((2 * MiB) - 1, 2),
+            (12345, (2 * MiB) + 1000),
+            (0, (int)obj.Size),
+            (obj.Size - 5, 5),
+        ];
+        foreach ((long offset, int count) in ranges)
+        {
+            byte[] actual = await obj.ReadAsync(cache, offset, count);
+            Assert.Equal(obj.Expected(offset, count), actual);
+        }
+
+        Assert.Equal(3, obj.Fetches); // each chunk fetched once, every later read a hit
+        CacheStats stats = cache.GetStats();
+        Assert.Equal(3, stats.ChunkCount);
+        Assert.Equal(obj.Size, stats.UsedBytes);
+        Assert.Equal(obj.Size, stats.FetchBytes);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_LastChunk_IsShortAndReadsStopAtItsEnd()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("short-tail", MiB + 300);
+        Assert.Equal(2, cache.GetChunkCount(obj.Size));
+        Assert.Equal(300, cache.GetChunkLength(obj.Size, 1));
+
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(1), 300, obj.FetchChunk(1, MiB), Ct);
+        Assert.Equal(300, lease.Length);
+        Assert.Equal(300, new FileInfo(lease.FilePath!).Length);
+
+        var buffer = new byte[1000];
+        Assert.Equal(100, lease.Read(200, buffer));
+        Assert.Equal(obj.Expected(MiB + 200, 100), buffer[..100]);
+        Assert.Equal(0, lease.Read(300, buffer));
+        Assert.Equal(0, lease.Read(5000, buffer));
+    }
+
+    [Fact]
+    public async Task GetOrFetch_64ConcurrentReadersOfOneMissingChunk_FetchOnceAndAllSeeSameBytes()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("hot", MiB);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int fetches = 0;
+
+        async ValueTask Fetch(Memory<byte> buffer, CancellationToken ct)
+        {
+            Interlocked.Increment(ref fetches);
+            // Hold the fetch open until every reader has asked, so all 64 really overlap.
+            await release.Task.WaitAsync(ct);
+            obj.Fill(0, buffer.Span);
+        }
+
+        var readers = new Task<byte[]>[64];
+        for (int i = 0; i < readers.Length; i++)
+        {
+            readers[i] = Task.Run(async () =>
+            {
+                using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, Fetch, Ct);
+                var bytes = new byte[lease.Length];
+                Assert.Equal(MiB, lease.Read(0, bytes));
+                return bytes;
+            }, Ct);
+        }
+        Assert.True(await Wait.UntilAsync(() => cache.GetStats().Misses == 64), "all readers missed");
+        release.SetResult();
+        byte[][] results = await Task.WhenAll(readers);
+
+        Assert.Equal(1, fetches);
+        byte[] expected = obj.Expected(0, MiB);
+        Assert.All(results, r => Assert.Equal(expected, r));
+        Assert.Equal(1, cache.GetStats().Fetches);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_FetchFails_EveryWaiterSeesErrorNothingCachedLaterCallRefetches()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("flaky", MiB);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        int fetches = 0;
+
+        async ValueTask Failing(Memory<byte> buffer, CancellationToken ct)
+        {
+            Interlocked.Increment(ref fetches);
+            await release.Task.WaitAsync(ct);
+            throw new InvalidDataException("origin said no");
+        }
+
+        var waiters = Enumerable.Range(0, 16)
+            .Select(_ => Task.Run(async () => await cache.GetOrFetchAsync(obj.Chunk(0), MiB, Failing, Ct), Ct))
+            .ToArray();
+        Assert.True(await Wait.UntilAsync(() => cache.GetStats().Misses == 16));
+        release.SetResult();
+        foreach (Task<ChunkLease> waiter in waiters)
+        {
+            var ex = await Assert.ThrowsAsync<InvalidDataException>(() => waiter);
+            Assert.Equal("origin said no", ex.Message);
+        }
+
+        Assert.Equal(1, fetches);
+        Assert.False(cache.Contains(obj.Chunk(0)));
+        Assert.Equal(0, cache.GetStats().UsedBytes);
+        Assert.Equal(1, cache.GetStats().FetchFailures);
+        Assert.Equal(0, cache.Budget.InUseBytes); // the failed fetch gave its buffer back
+        Assert.Empty(Directory.EnumerateFiles(_dir.Path, "*-0*", SearchOption.AllDirectories));
+
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(1, obj.Fetches);
+        var bytes = new byte[MiB];
+        lease.Read(0, bytes);
+        Assert.Equal(obj.Expected(0, MiB), bytes);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_ThreeTimesQuota_UsedSettlesUnderQuotaAndReadsStayCorrect()
+    {
+        const long quota = 8 * MiB;
+        using var cache = new ChunkCache(Options(quota: quota));
+        var obj = new TestObject("bigger-than-cache", 3 * quota);
+
+        long maxUsed = 0;
+        for (long index = 0; index < cache.GetChunkCount(obj.Size); index++)
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(index), MiB, obj.FetchChunk(index, MiB), Ct);
+            maxUsed = Math.Max(maxUsed, cache.GetStats().UsedBytes);
+        }
+        // A put that would pass the quota evicts inline first, so used never went over it.
+        Assert.True(maxUsed <= quota, $"used peaked at {maxUsed}");
+        Assert.True(await Wait.UntilAsync(() => cache.GetStats().UsedBytes <= quota * 0.95));
+        cache.Trim(); // waits out a background pass still deleting files
+        CacheStats stats = cache.GetStats();
+        Assert.True(stats.Evictions >= 16, $"evicted {stats.Evictions}");
+        Assert.False(stats.OverQuota);
+        long filesOnDisk = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
+        Assert.Equal(stats.ChunkCount, filesOnDisk);
+
+        // Every byte still reads right: evicted chunks are simply fetched again.
+        long before = obj.Fetches;
+        byte[] all = await obj.ReadAsync(cache, 0, (int)obj.Size);
+        Assert.Equal(obj.Expected(0, (int)obj.Size), all);
+        Assert.True(obj.Fetches > before, "some chunks had to be refetched");
+        Assert.True(await Wait.UntilAsync(() => cache.GetStats().UsedBytes <= quota));
+    }
+
+    [Fact]
+    public async Task Eviction_LeasedChunk_IsNeverEvicted()
+    {
+        const long quota = 4 * MiB;
+        using var cache = new ChunkCache(Options(quota: quota));
+        var pinned = new TestObject("pinned", MiB, seed: 1);
+        var churn = new TestObject("churn", 32 * MiB, seed: 2);
+
+        using ChunkLease held = await cache.GetOrFetchAsync(pinned.Chunk(0), MiB, pinned.FetchChunk(0, MiB), Ct);
+        for (long i = 0; i < 32; i++)
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(churn.Chunk(i), MiB, churn.FetchChunk(i, MiB), Ct);
+        }
+        cache.Trim();
+
+        Assert.True(cache.Contains(pinned.Chunk(0)));
+        Assert.True(File.Exists(held.FilePath));
+        Assert.True(cache.GetStats().PinnedSkips > 0);
+        var bytes = new byte[MiB];
+        Assert.Equal(MiB, held.Read(0, bytes));
+        Assert.Equal(pinned.Expected(0, MiB), bytes);
+        Assert.Equal(1, pinned.Fetches);
+    }
+
+    [Fact]
+    public async Task Eviction_EverythingLeased_GoesOverQuotaAndReportsIt()
+    {
+        const long quota = 2 * MiB;
+        using var cache = new ChunkCache(Options(quota: quota));
+        var obj = new TestObject("all-pinned", 4 * MiB);
+        var leases = new List<ChunkLease>();
+        for (long i = 0; i < 4; i++)
+        {
+            leases.Add(await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct));
+        }
+        cache.Trim();
+        Assert.True(cache.GetStats().OverQuota);
+        Assert.Equal(4 * MiB, cache.GetStats().UsedBytes);
+
+        leases.ForEach(l => l.Dispose());
+        cache.Trim();
+        Assert.False(cache.GetStats().OverQuota);
+        Assert.True(cache.GetStats().UsedBytes <= quota * 0.85);
+    }
+
+    [Fact]
+    public async Task Eviction_RecentlyReadChunk_SurvivesOlderOnesGo()
+    {
+        // Quota of 10 chunks: the 10th put crosses the high watermark (95%) and eviction goes to 85%.
+        using var cache = new ChunkCache(Options(quota: 10 * MiB));
+        var obj = new TestObject("lru", 20 * MiB);
+        for (long i = 0; i < 9; i++)
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+        }
+        // Chunk 0 is the oldest put but now the most recently read.
+        Assert.True(cache.TryRead(obj.Chunk(0), 0, new byte[10], out int read));
+        Assert.Equal(10, read);
+
+        using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(9), MiB, obj.FetchChunk(9, MiB), Ct))
+        {
+        }
+        cache.Trim();
+
+        Assert.True(await Wait.UntilAsync(() => cache.GetStats().UsedBytes <= 8.5 * MiB));
+        Assert.True(cache.Contains(obj.Chunk(0)), "recently read chunk 0 survived");
+        Assert.False(cache.Contains(obj.Chunk(1)), "chunk 1, least recently used, went first");
+        Assert.False(cache.Contains(obj.Chunk(2)));
+        Assert.True(cache.Contains(obj.Chunk(9)));
+    }
+
+    [Fact]
+    public async Task Restart_SameRoot_PreviouslyCachedChunksAreHitsWithoutFetch()
+    {
+        var obj = new TestObject("persist", (3 * MiB) + 11);
+        using (var cache = new ChunkCache(Options(flush: true)))
+        {
+            Assert.Equal(obj.Expected(0, (int)obj.Size), await obj.ReadAsync(cache, 0, (int)obj.Size));
+        }
+        Assert.Equal(4, obj.Fetches);
+
+        using var reopened = new ChunkCache(Options(flush: true));
+        Assert.Equal(4, reopened.LoadedAtStart);
+        Assert.Equal(obj.Size, reopened.GetStats().UsedBytes);
+        byte[] again = await obj.ReadAsync(reopened, 0, (int)obj.Size);
+        Assert.Equal(obj.Expected(0, (int)obj.Size), again);
+        Assert.Equal(4, obj.Fetches);
+        Assert.Equal(0, reopened.GetStats().Fetches);
+        Assert.True(reopened.GetStats().Hits >= 4);
+    }
+
+    [Fact]
+    public async Task Restart_TornTempAndStrayFiles_AreDeletedAndNeverServed()
+    {
+        var obj = new TestObject("torn", 2 * MiB);
+        string chunkPath;
+        using (var cache = new ChunkCache(Options()))
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+            chunkPath = lease.FilePath!;
+        }
+        // What a crash mid-write leaves: a half-written temp beside where chunk 1 would go.
+        string folder = Path.GetDirectoryName(chunkPath)!;
+        string torn = Path.Combine(folder, $"{obj.Key.Hash}-1.1234abcd.tmp");
+        await File.WriteAllBytesAsync(torn, new byte[1000], Ct);
+        string stray = Path.Combine(folder, "not-a-chunk");
+        await File.WriteAllBytesAsync(stray, new byte[10], Ct);
+
+        using var reopened = new ChunkCache(Options());
+        Assert.False(File.Exists(torn));
+        Assert.False(File.Exists(stray));
+        Assert.Equal(2, reopened.DeletedAtStart);
+        Assert.True(reopened.Contains(obj.Chunk(0)));
+        Assert.False(reopened.Contains(obj.Chunk(1)));
+        Assert.Equal(MiB, reopened.GetStats().UsedBytes);
+    }
+
+    [Fact]
+    public async Task Restart_AccessOrderPersistsThroughFileTimes()
+    {
+        var clock = new ManualTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
+        var obj = new TestObject("lru-restart", 6 * MiB);
+        ChunkCacheOptions options = Options(quota: 6 * MiB) with { AccessTimeResolution = TimeSpan.FromMinutes(1) };
+        using (var cache = new ChunkCache(options, clock))
+        {
+            for (long i = 0; i < 5; i++)
+            {
+                clock.Advance(TimeSpan.FromMinutes(5));
+                using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+            }
+            clock.Advance(TimeSpan.FromMinutes(5));
+            Assert.True(cache.TryRead(obj.Chunk(0), 0, new byte[1], out _)); // chunk 0 becomes the newest
+        }
+
+        // Reopen with a smaller quota: the start-up trim must keep the recently read chunk 0.
+        using var reopened = new ChunkCache(options with { QuotaBytes = 3 * MiB }, clock);
+        Assert.True(await Wait.UntilAsync(() => reopened.GetStats().UsedBytes <= 3 * MiB * 0.85));
+        Assert.True(reopened.Contains(obj.Chunk(0)));
+        Assert.True(reopened.Contains(obj.Chunk(4)));
+        Assert.False(reopened.Contains(obj.Chunk(1)));
+        Assert.False(reopened.Contains(obj.Chunk(2)));
+    }
+
+    [Fact]
+    public async Task Restart_OtherChunkSize_WipesTheStoreInsteadOfMisreadingIt()
+    {
+        var obj = new TestObject("resize", 4 * MiB);
+        using (var cache = new ChunkCache(Options(chunkSize: 2 * MiB)))
+        {
+            await obj.ReadAsync(cache, 0, (int)obj.Size);
+        }
+        using var reopened = new ChunkCache(Options(chunkSize: MiB));
+        Assert.Equal(0, reopened.LoadedAtStart);
+        Assert.Equal(obj.Expected(3 * MiB, 100), await obj.ReadAsync(reopened, 3 * MiB, 100));
+    }
+
+    [Fact]
+    public void Open_SecondCacheOnSameRoot_IsRefused()
+    {
+        using var cache = new ChunkCache(Options());
+        Assert.Throws<IOException>(() => new ChunkCache(Options()));
+    }
+
+    [Fact]
+    public async Task Budget_64ConcurrentFetchesOf1MiB_NeverMoreThanLimitInFlightAndAllComplete()
+    {
+        const long limit = 8 * MiB;
+        using var cache = new ChunkCache(Options(memory: limit));
+        long inFlight = 0;
+        long maxInFlight = 0;
+        var objects = Enumerable.Range(0, 64).Select(i => new TestObject($"f{i}", MiB, seed: i)).ToArray();
+
+        async ValueTask Fetch(TestObject obj, Memory<byte> buffer, CancellationToken ct)
+        {
+            long now = Interlocked.Add(ref inFlight, buffer.Length);
+            long seen;
+            while ((seen = Interlocked.Read(ref maxInFlight)) < now && Interlocked.CompareExchange(ref maxInFlight, now, seen) != seen)
+            {
+            }
+            await Task.Delay(5, ct); // a slow origin, so fetches pile up on the budget
+            obj.Fill(0, buffer.Span);
+            Interlocked.Add(ref inFlight, -buffer.Length);
+        }
+
+        var tasks = objects.Select(obj => Task.Run(async () =>
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj, Fetch, Ct);
+            var first = new byte[64];
+            lease.Read(0, first);
+            return first.SequenceEqual(obj.Expected(0, 64));
+        }, Ct)).ToArray();
+        bool[] ok = await Task.WhenAll(tasks);
+
+        Assert.All(ok, Assert.True);
+        Assert.True(maxInFlight <= limit, $"{maxInFlight} bytes in flight");
+        Assert.True(maxInFlight > MiB, "fetches did run concurrently");
+        Assert.True(cache.Budget.PeakBytes <= limit);
+        Assert.Equal(0, cache.Budget.InUseBytes);
+        Assert.Equal(64, cache.GetStats().Fetches);
+    }
+
+    [Fact]
+    public async Task Keys_DifferentVersionsOfOnePath_NeverShareChunks()
+    {
+        using var cache = new ChunkCache(Options());
+        var v1 = new TestObject("same/path", MiB, version: "etag-1", seed: 1);
+        var v2 = new TestObject("same/path", MiB, version: "etag-2", seed: 2);
+        Assert.NotEqual(v1.Key, v2.Key);
+
+        Assert.Equal(v1.Expected(0, 1000), await v1.ReadAsync(cache, 0, 1000));
+        Assert.Equal(v2.Expected(0, 1000), await v2.ReadAsync(cache, 0, 1000));
+        Assert.Equal(1, v1.Fetches);
+        Assert.Equal(1, v2.Fetches);
+        Assert.NotEqual(v1.Expected(0, 1000), v2.Expected(0, 1000));
+        Assert.Equal(2, cache.GetStats().ChunkCount);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_OneWaiterCancels_OthersStillGetTheChunk()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("cancel-one", MiB);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        CancellationToken fetchToken = default;
+
+        async ValueTask Fetch(Memory<byte> buffer, CancellationToken ct)
+        {
+            fetchToken = ct;
+            await release.Task;
+            obj.Fill(0, buffer.Span);
+        }
+
+        using var impatient = new CancellationTokenSource();
+        ValueTask<ChunkLease> first = cache.GetOrFetchAsync(obj.Chunk(0), MiB, Fetch, impatient.Token);
+        ValueTask<ChunkLease> second = cache.GetOrFetchAsync(obj.Chunk(0), MiB, Fetch, Ct);
+        await impatient.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await first);
+        Assert.False(fetchToken.IsCancellationRequested);
+
+        release.SetResult();
+        using ChunkLease lease = await second;
+        var bytes = new byte[16];
+        lease.Read(0, bytes);
+        Assert.Equal(obj.Expected(0, 16), bytes);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_AllWaitersCancel_FetchIsCancelledAndNothingLeaks()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("cancel-all", MiB);
+        var fetchCancelled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        async ValueTask Hang(Memory<byte> buffer, CancellationToken ct)
+        {
+            try
+            {
+                await Task.Delay(Timeout.Infinite, ct);
+            }
+            finally
+            {
+                fetchCancelled.TrySetResult();
+            }
+        }
+
+        using var cts = new CancellationTokenSource();
+        ValueTask<ChunkLease> a = cache.GetOrFetchAsync(obj.Chunk(0), MiB, Hang, cts.Token);
+        ValueTask<ChunkLease> b = cache.GetOrFetchAsync(obj.Chunk(0), MiB, Hang, cts.Token);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await a);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await b);
+        await fetchCancelled.Task.WaitAsync(TimeSpan.FromSeconds(10), Ct);
+        Assert.True(await Wait.UntilAsync(() => cache.Budget.InUseBytes == 0 && cache.GetStats().InFlightFetches == 0));
+
+        // The key is free again: a new caller fetches afresh.
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(1, obj.Fetches);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_ChunkCannotBeWritten_ServedFromMemoryAndNotCached()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("disk-trouble", MiB);
+        // Make the chunk's fan-out folder a plain file: creating the temp file fails (ENOTDIR),
+        // which stands in for ENOSPC or a failing disk (root ignores permission bits).
+        string fanOut = Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2]);
+        await File.WriteAllBytesAsync(fanOut, [], Ct);
+
+        using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
+        {
+            Assert.Null(lease.FileHandle);
+            var bytes = new byte[MiB];
+            Assert.Equal(MiB, lease.Read(0, bytes));
+            Assert.Equal(obj.Expected(0, MiB), bytes);
+            Assert.True(cache.Budget.InUseBytes > 0); // the buffer lives as long as the lease
+        }
+        Assert.Equal(0, cache.Budget.InUseBytes);
+        Assert.False(cache.Contains(obj.Chunk(0)));
+        Assert.Equal(1, cache.GetStats().WriteFailures);
+    }
+
+    [Fact]
+    public async Task TryRead_FileRemovedBehindTheCachesBack_IsAMissThenRefetched()
+    {
+        // No idle fds: an open one would keep serving the unlinked inode (harmless, but not this case).
+        using var cache = new ChunkCache(Options() with { MaxIdleOpenFiles = 0 });
+        var obj = new TestObject("vanishing", MiB);
+        string path;
+        using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
+        {
+            path = lease.FilePath!;
+        }
+        File.Delete(path);
+
+        Assert.False(cache.TryRead(obj.Chunk(0), 0, new byte[10], out _));
+        Assert.False(cache.Contains(obj.Chunk(0)));
+        Assert.Equal(0, cache.GetStats().UsedBytes);
+        Assert.Equal(obj.Expected(0, 10), await obj.ReadAsync(cache, 0, 10));
+        Assert.Equal(2, obj.Fetches);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_StoredChunkOfOtherLength_IsRefetchedAndReplaced()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("odd-length", MiB);
+        using (ChunkLease stale = await cache.GetOrFetchAsync(obj.Chunk(0), 100, obj.FetchChunk(0, MiB), Ct))
+        {
+            Assert.Equal(100, stale.Length);
+        }
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(MiB, lease.Length);
+        Assert.Equal(2, obj.Fetches);
+        Assert.Equal(MiB, cache.GetStats().UsedBytes);
+        Assert.Equal(MiB, new FileInfo(lease.FilePath!).Length);
+    }
+
+    [Fact]
+    public async Task WholeObject_SmallObject_IsOneHeaderlessFileWithExactlyItsBytes()
+    {
+        using var cache = new ChunkCache(Options());
+        var small = new TestObject("small.txt", 5000);
+        var large = new TestObject("large.bin", (2 * MiB) + 1);
+        Assert.Null(cache.GetWholeObjectPath(small.Key, small.Size));
+
+        await small.ReadAsync(cache, 0, 10);
+        await large.ReadAsync(cache, 0, (int)large.Size);
+
+        string? path = cache.GetWholeObjectPath(small.Key, small.Size);
+        Assert.NotNull(path);
+        Assert.Equal(small.Expected(0, 5000), await File.ReadAllBytesAsync(path, Ct));
+        Assert.Null(cache.GetWholeObjectPath(small.Key, small.Size + 1)); // another version's size
+        Assert.Null(cache.GetWholeObjectPath(large.Key, large.Size));
+
+        Assert.True(cache.TryGetWholeObject(small.Key, small.Size, out ChunkLease? lease));
+        using (lease)
+        {
+            Assert.NotNull(lease.FileHandle);
+            Assert.Equal(5000, RandomAccess.GetLength(lease.FileHandle));
+        }
+    }
+
+    [Fact]
+    public async Task TryGetCached_HitAndMiss_CountedAndNeverFetch()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("peek", MiB);
+        Assert.False(cache.TryGetCached(obj.Chunk(0), out _));
+        await obj.ReadAsync(cache, 0, 1);
+        Assert.True(cache.TryGetCached(obj.Chunk(0), out ChunkLease? lease));
+        using (lease)
+        {
+            Assert.Equal(MiB, lease.Length);
+        }
+        Assert.Throws<ObjectDisposedException>(() => lease.Read(0, new byte[1]));
+        Assert.Equal(1, obj.Fetches);
+        Assert.Equal(1, cache.GetStats().Misses); // ReadAsync's; a TryGetCached miss is left to the follow-up fetch
+        Assert.Equal(1, cache.GetStats().Hits);
+    }
+
+    [Fact]
+    public async Task Rebuild_ManyChunkFiles_IndexMatchesFiles()
+    {
+        const int files = 1000;
+        var obj = new TestObject("many", (long)files * MiB);
+        // Lay the files down directly: what matters is the scan, not 5 GB of writes.
+        using (var cache = new ChunkCache(Options()))
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), 10, obj.FetchChunk(0, MiB), Ct);
+            string folder = Path.GetDirectoryName(lease.FilePath!)!;
+            for (int i = 1; i < files; i++)
+            {
+                await File.WriteAllBytesAsync(Path.Combine(folder, $"{obj.Key.Hash}-{i}"), new byte[10 + (i % 7)], Ct);
+            }
+        }
+        long expectedBytes = Enumerable.Range(0, files).Sum(i => (long)(10 + (i % 7)));
+
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        using var reopened = new ChunkCache(Options());
+        watch.Stop();
+        TestContext.Current.SendDiagnosticMessage($"rebuilt {files} chunks in {watch.ElapsedMilliseconds} ms");
+
+        Assert.Equal(files, reopened.LoadedAtStart);
+        Assert.Equal(expectedBytes, reopened.GetStats().UsedBytes);
+        Assert.True(reopened.Contains(obj.Chunk(files - 1)));
+    }
+
+    [Fact]
+    public void Options_Invalid_AreRejected()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ChunkCache(Options(chunkSize: 4096)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ChunkCache(Options(chunkSize: 8 * MiB)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ChunkCache(Options(quota: 0)));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new ChunkCache(Options() with { LowWatermark = 0.99 }));
+    }
+
+    [Fact]
+    public async Task GetOrFetch_BadArguments_AreRejectedBeforeFetching()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("args", MiB);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await cache.GetOrFetchAsync(new ChunkKey(default, 0), 1, obj.FetchChunk(0, MiB), Ct));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.GetOrFetchAsync(obj.Chunk(0), MiB + 1, obj.FetchChunk(0, MiB), Ct));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.GetOrFetchAsync(obj.Chunk(-1), 1, obj.FetchChunk(0, MiB), Ct));
+        Assert.Equal(0, obj.Fetches);
+    }
+
+    [Fact]
+    public async Task IdleChunks_KeepAtMostMaxIdleOpenFilesDescriptors()
+    {
+        using var cache = new ChunkCache(Options() with { MaxIdleOpenFiles = 10 });
+        var obj = new TestObject("fds", 40 * MiB);
+        for (long i = 0; i < 40; i++)
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+        }
+        for (long i = 0; i < 40; i++)
+        {
+            Assert.True(cache.TryRead(obj.Chunk(i), 5, new byte[3], out int read));
+            Assert.Equal(3, read);
+        }
+        Assert.InRange(OpenFilesUnder(_dir.Path + "/v1/"), 1, 10);
+
+        cache.Dispose();
+        Assert.Equal(0, OpenFilesUnder(_dir.Path + "/v1/"));
+    }
+
+    private static int OpenFilesUnder(string prefix) =>
+        new DirectoryInfo("/proc/self/fd").EnumerateFileSystemInfos()
+            .Select(fd =>
+            {
+                try
+                {
+                    return fd.LinkTarget;
+                }
+                catch (IOException)
+                {
+                    return null; // closed while we looked
+                }
+            })
+            .Count(target => target is not null && target.StartsWith(prefix, StringComparison.Ordinal));
+
+    [Fact]
+    public async Task Stress_ConcurrentRandomReadsUnderEvictionPressure_AlwaysCorrectAndSettleUnderQuota()
+    {
+        const long quota = 6 * MiB;
+        using var cache = new ChunkCache(Options(quota: quota, memory: 4 * MiB));
+        var objects = Enumerable.Range(0, 3).Select(i => new TestObject($"stress/{i}", (8 * MiB) - (i * 1000), seed: i)).ToArray();
+
+        await Parallel.ForAsync(0, 6, Ct, async (worker, ct) =>
+        {
+            var random = new Random(worker);
+            for (int i = 0; i < 80; i++)
+            {
+                TestObject obj = objects[random.Next(objects.Length)];
+                long offset = random.NextInt64(obj.Size);
+                int count = (int)Math.Min(obj.Size - offset, random.Next(1, 64 * 1024));
+                byte[] actual = await obj.ReadAsync(cache, offset, count);
+                Assert.Equal(obj.Expected(offset, count), actual);
+            }
+        });
+
+        cache.Trim();
+        CacheStats stats = cache.GetStats();
+        Assert.True(stats.UsedBytes <= quota, $"used {stats.UsedBytes}");
+        Assert.True(stats.Evictions > 0);
+        Assert.Equal(0, stats.InFlightFetches);
+        Assert.Equal(0, cache.Budget.InUseBytes);
+        Assert.True(cache.Budget.PeakBytes <= 4 * MiB);
+        long files = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
+        Assert.Equal(stats.ChunkCount, files);
+    }
+
+    [Fact]
+    public async Task GetOrFetch_ZeroLengthChunk_IsStoredAsAnEmptyFile()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("empty", 0);
+        Assert.Equal(0, cache.GetChunkCount(0));
+        using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), 0, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(0, lease.Length);
+        Assert.Equal(0, lease.Read(0, new byte[10]));
+        Assert.Equal(0, new FileInfo(lease.FilePath!).Length);
+        Assert.Equal(0, cache.Budget.InUseBytes);
+    }
+
+    [Fact]
+    public async Task Replace_WhileOldCopyIsLeased_OldLeaseKeepsReadingItsOwnBytes()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("replaced", MiB);
+        using ChunkLease stale = await cache.GetOrFetchAsync(obj.Chunk(0), 100, obj.FetchChunk(0, MiB), Ct);
+        using ChunkLease fresh = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+
+        var bytes = new byte[200];
+        Assert.Equal(100, stale.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 100), bytes[..100]);
+        Assert.Equal(200, fresh.Read(0, bytes));
+        Assert.Equal(obj.Expected(0, 200), bytes);
+        Assert.Equal(MiB, cache.GetStats().UsedBytes); // the replaced copy no longer counts
+    }
+
+    [Fact]
+    public async Task Dispose_WithFetchInFlight_WaitersEndAndLaterCallsAreRefused()
+    {
+        var cache = new ChunkCache(Options());
+        var obj = new TestObject("shutdown", MiB);
+        ValueTask<ChunkLease> waiting = cache.GetOrFetchAsync(obj.Chunk(0), MiB, async (buffer, ct) => await Task.Delay(Timeout.Infinite, ct), Ct);
+        cache.Dispose();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await waiting.AsTask().WaitAsync(TimeSpan.FromSeconds(10), Ct));
+        await Assert.ThrowsAsync<ObjectDisposedException>(async () => await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct));
+        Assert.Equal(0, cache.Budget.InUseBytes);
+
+        // The root is free for the next instance.
+        using var next = new ChunkCache(Options());
+        Assert.Equal(0, next.LoadedAtStart);
+    }
+
+    [Theory]
+    [InlineData(1L, 0L, 1)]
+    [InlineData(MiB, 0L, MiB)]
+    [InlineData(MiB + 1L, 1L, 1)]
+    [InlineData(3L * MiB, 2L, MiB)]
+    public void GetChunkLength_CoversTheObjectExactly(long size, long index, int expected)
+    {
+        using var cache = new ChunkCache(Options());
+        Assert.Equal(expected, cache.GetChunkLength(size, index));
+        long total = 0;
+        for (long i = 0; i < cache.GetChunkCount(size); i++)
+        {
+            total += cache.GetChunkLength(size, i);
+        }
+        Assert.Equal(size, total);
+        Assert.Throws<ArgumentOutOfRangeException>(() => cache.GetChunkLength(size, cache.GetChunkCount(size)));
+    }
+
+    [Fact]
+    public async Task TryRead_Hit_AllocatesNothing()
+    {
+        using var cache = new ChunkCache(Options());
+        var obj = new TestObject("no-alloc", MiB);
+        await obj.ReadAsync(cache, 0, 1);
+        var buffer = new byte[4096];
+        for (int i = 0; i < 100; i++)
+        {
+            cache.TryRead(obj.Chunk(0), i * 4096, buffer, out _); // warm up
+        }
+
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        int reads = 0;
+        for (int i = 0; i < 1000; i++)
+        {
+            if (cache.TryRead(obj.Chunk(0), (i % 256) * 4096, buffer, out int n) && n == 4096)
+            {
+                reads++;
+            }
+        }
+        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Equal(1000, reads);
+        Assert.Equal(0, allocated);
+        Assert.Equal(obj.Expected((999 % 256) * 4096, 4096), buffer); // the last read
+    }
+}
