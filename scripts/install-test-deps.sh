@@ -15,6 +15,9 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# kubectl (for `kubectl kustomize deploy` in the manifest tests).
+scripts/install-kubectl.sh >/dev/null
+
 # Loop devices: the module may not be loaded on a fresh machine.
 [ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
 

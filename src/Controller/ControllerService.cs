@@ -20,6 +20,9 @@ public sealed class ControllerService(
     /// <summary>Size of a local volume when the request gives neither required nor limit bytes.</summary>
     public const long DefaultLocalBytes = 1L << 30;
 
+    /// <summary>What GetCapacity reports for dataset classes: 1 EiB, far above any claim.</summary>
+    public const long DatasetCapacity = 1L << 60;
+
     public override async Task<CreateVolumeResponse> CreateVolume(CreateVolumeRequest request, ServerCallContext context)
     {
         var name = Require.NonEmpty(request.Name, "name");
@@ -251,9 +254,19 @@ public sealed class ControllerService(
         var response = new GetCapacityResponse();
         var elsewhere = request.AccessibleTopology is { } topology
             && topology.Segments.TryGetValue(VolumeContextKeys.TopologyNodeKey, out var node) && node != provisioner.NodeId;
-        if (elsewhere || request.Parameters.ContainsKey(VolumeContextKeys.Source))
+        if (elsewhere)
         {
-            // Another node's disk is not ours to count, and a dataset takes no local capacity.
+            // Another node's disk is not ours to count.
+            return Task.FromResult(response);
+        }
+
+        if (request.Parameters.ContainsKey(VolumeContextKeys.Source))
+        {
+            // A dataset takes no local capacity of its own (the cache is shared and bounded by its
+            // quota). With storage capacity tracking the scheduler drops nodes reporting less than
+            // the claim's size, so report "no practical limit" rather than zero.
+            response.AvailableCapacity = DatasetCapacity;
+            response.MaximumVolumeSize = DatasetCapacity;
             return Task.FromResult(response);
         }
 

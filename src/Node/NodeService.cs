@@ -47,7 +47,7 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         var stagingPath = MountTable.Normalise(Require.NonEmpty(request.StagingTargetPath, "staging_target_path"));
         var capability = Require.Present(request.VolumeCapability, "volume_capability");
         CapabilityRules.RequireWellFormed(capability, "volume_capability");
-        var kind = KindOf(volumeId);
+        var kind = KindOf(volumeId, request.VolumeContext);
         if (CapabilityRules.Unsupported(kind, capability) is { } reason)
         {
             throw CsiErrors.InvalidArgument(reason);
@@ -77,6 +77,13 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
             }
         }
 
+        if (kind == VolumeKind.Dataset && MountTable.IsMountPoint(stagingPath) && _datasets?.IsServing(volumeId) != true)
+        {
+            // A FUSE mount whose server died with an earlier plugin process: every access to it
+            // fails with ENOTCONN. Take it down so the dataset can be served afresh.
+            Mounter.Unmount(stagingPath);
+        }
+
         Directory.CreateDirectory(stagingPath);
         if (kind == VolumeKind.Local)
         {
@@ -92,9 +99,8 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         }
         else
         {
-            var stager = _datasets ?? throw CsiErrors.FailedPrecondition(
-                "this node plugin was started without dataset support; dataset volumes cannot be staged here");
-            await stager.StageAsync(volumeId, request.VolumeContext, request.Secrets, stagingPath, context.CancellationToken);
+            await RequireDatasets().StageAsync(
+                volumeId, DatasetContext(request.VolumeContext), request.Secrets, stagingPath, context.CancellationToken);
         }
 
         _state.SetStaged(new StagedVolume(volumeId, kind, stagingPath, capabilityKey));
@@ -123,14 +129,20 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         return new NodeUnstageVolumeResponse();
     }
 
-    public override Task<NodePublishVolumeResponse> NodePublishVolume(NodePublishVolumeRequest request, ServerCallContext context)
+    public override async Task<NodePublishVolumeResponse> NodePublishVolume(NodePublishVolumeRequest request, ServerCallContext context)
     {
         var volumeId = Require.NonEmpty(request.VolumeId, "volume_id");
         var targetPath = MountTable.Normalise(Require.NonEmpty(request.TargetPath, "target_path"));
         var capability = Require.Present(request.VolumeCapability, "volume_capability");
         CapabilityRules.RequireWellFormed(capability, "volume_capability");
+        if (request.VolumeContext.TryGetValue(VolumeContextKeys.Ephemeral, out var ephemeral) && ephemeral == "true")
+        {
+            await PublishEphemeralAsync(volumeId, targetPath, request, context.CancellationToken);
+            return new NodePublishVolumeResponse();
+        }
+
         var stagingPath = MountTable.Normalise(Require.NonEmpty(request.StagingTargetPath, "staging_target_path"));
-        var kind = KindOf(volumeId);
+        var kind = KindOf(volumeId, request.VolumeContext);
         if (CapabilityRules.Unsupported(kind, capability) is { } reason)
         {
             throw CsiErrors.InvalidArgument(reason);
@@ -152,7 +164,7 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
             var published = _state.FindPublished(targetPath);
             if (published is not null && published.VolumeId == volumeId && published.ReadOnly == readOnly)
             {
-                return Task.FromResult(new NodePublishVolumeResponse());
+                return new NodePublishVolumeResponse();
             }
 
             throw CsiErrors.AlreadyExists(published is null || published.VolumeId != volumeId
@@ -163,10 +175,67 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         Directory.CreateDirectory(targetPath);
         Mounter.Bind(stagingPath, targetPath, readOnly);
         _state.SetPublished(new PublishedVolume(volumeId, targetPath, readOnly));
-        return Task.FromResult(new NodePublishVolumeResponse());
+        return new NodePublishVolumeResponse();
     }
 
-    public override Task<NodeUnpublishVolumeResponse> NodeUnpublishVolume(NodeUnpublishVolumeRequest request, ServerCallContext context)
+    /// <summary>
+    /// An inline (CSI ephemeral) volume: kubelet skips staging and hands us the dataset spec
+    /// in the pod's volumeAttributes, so the dataset is mounted straight at the target. Kubelet
+    /// asks for a writer mode for inline volumes whatever the pod says; a dataset is served
+    /// read-only regardless.
+    /// </summary>
+    private async Task PublishEphemeralAsync(string volumeId, string targetPath, NodePublishVolumeRequest request, CancellationToken ct)
+    {
+        if (!request.VolumeContext.ContainsKey(VolumeContextKeys.Source))
+        {
+            throw CsiErrors.InvalidArgument(
+                "inline ephemeral csicache volumes are datasets: set volumeAttributes.source (s3://, https://, file://)");
+        }
+
+        if (capabilityIsBlock(request.VolumeCapability))
+        {
+            throw CsiErrors.InvalidArgument("block access is not supported: csicache volumes are filesystems");
+        }
+
+        var datasetContext = DatasetContext(request.VolumeContext);
+        using var held = _locks.Acquire(volumeId);
+        var published = _state.FindPublished(targetPath);
+        if (published is not null && MountTable.IsMountPoint(targetPath))
+        {
+            if (published.VolumeId == volumeId && published.Ephemeral && _datasets?.IsServing(volumeId) == true)
+            {
+                return;
+            }
+
+            throw CsiErrors.AlreadyExists($"{targetPath} already has volume {published.VolumeId} mounted on it");
+        }
+
+        Directory.CreateDirectory(targetPath);
+        await RequireDatasets().StageAsync(volumeId, datasetContext, request.Secrets, targetPath, ct);
+        _state.SetPublished(new PublishedVolume(volumeId, targetPath, ReadOnly: true, Ephemeral: true));
+
+        static bool capabilityIsBlock(VolumeCapability c) => c.AccessTypeCase == VolumeCapability.AccessTypeOneofCase.Block;
+    }
+
+    private IDatasetStager RequireDatasets() =>
+        _datasets ?? throw CsiErrors.FailedPrecondition(
+            "this node plugin was started without dataset support (no --cache-dir); dataset volumes cannot be mounted here");
+
+    /// <summary>Validates a dataset's volume context the same way CreateVolume validates parameters (static PVs skip CreateVolume).</summary>
+    private static Dictionary<string, string> DatasetContext(IDictionary<string, string> volumeContext)
+    {
+        if (!volumeContext.ContainsKey(VolumeContextKeys.Source))
+        {
+            throw CsiErrors.InvalidArgument("the volume context has no 'source'; a dataset volume needs s3://, https:// or file:// source");
+        }
+
+        var parameters = volumeContext
+            .Where(kv => kv.Key != VolumeContextKeys.Ephemeral)
+            .ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        return DatasetParameters.ToVolumeContext(parameters);
+    }
+
+    public override async Task<NodeUnpublishVolumeResponse> NodeUnpublishVolume(NodeUnpublishVolumeRequest request, ServerCallContext context)
     {
         var volumeId = Require.NonEmpty(request.VolumeId, "volume_id");
         var targetPath = MountTable.Normalise(Require.NonEmpty(request.TargetPath, "target_path"));
@@ -175,6 +244,11 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         if (published is not null && published.VolumeId != volumeId)
         {
             throw CsiErrors.FailedPrecondition($"{targetPath} holds volume {published.VolumeId}, not {volumeId}");
+        }
+
+        if (published is { Ephemeral: true } && _datasets is not null)
+        {
+            await _datasets.UnstageAsync(volumeId, targetPath, context.CancellationToken);
         }
 
         Mounter.Unmount(targetPath);
@@ -189,7 +263,7 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         }
 
         _state.RemovePublished(targetPath);
-        return Task.FromResult(new NodeUnpublishVolumeResponse());
+        return new NodeUnpublishVolumeResponse();
     }
 
     public override Task<NodeGetVolumeStatsResponse> NodeGetVolumeStats(NodeGetVolumeStatsRequest request, ServerCallContext context)
@@ -197,7 +271,9 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         var volumeId = Require.NonEmpty(request.VolumeId, "volume_id");
         var volumePath = Require.NonEmpty(request.VolumePath, "volume_path");
         var staged = _state.FindStaged(volumeId);
-        var exists = staged is not null || (VolumeIds.TryParse(volumeId, out var kind) && kind == VolumeKind.Local && _local.Find(volumeId) is not null);
+        var ephemeral = _state.Published().FirstOrDefault(p => p.VolumeId == volumeId && p.Ephemeral);
+        var exists = staged is not null || ephemeral is not null
+            || (VolumeIds.TryParse(volumeId, out var kind) && kind == VolumeKind.Local && _local.Find(volumeId) is not null);
         if (!exists)
         {
             throw CsiErrors.NotFound($"volume {volumeId} is not known on node {_options.NodeId}");
@@ -212,7 +288,8 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
 
         var response = new NodeGetVolumeStatsResponse { VolumeCondition = new VolumeCondition() };
         var mounted = MountTable.IsMountPoint(path);
-        var serving = staged?.Kind != VolumeKind.Dataset || _datasets?.IsServing(volumeId) == true;
+        var isDataset = staged?.Kind == VolumeKind.Dataset || ephemeral is not null;
+        var serving = !isDataset || _datasets?.IsServing(volumeId) == true;
         if (!mounted || !serving)
         {
             response.VolumeCondition.Abnormal = true;
@@ -223,7 +300,7 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         }
 
         var usage = FileSystemUsage.Of(path);
-        var cached = staged?.Kind == VolumeKind.Dataset ? _datasets?.CachedBytes(volumeId) : null;
+        var cached = isDataset ? _datasets?.CachedBytes(volumeId) : null;
         response.Usage.Add(new VolumeUsage
         {
             Unit = VolumeUsage.Types.Unit.Bytes,
@@ -264,10 +341,14 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         return Task.FromResult(response);
     }
 
-    private static VolumeKind KindOf(string volumeId) =>
-        VolumeIds.TryParse(volumeId, out var kind)
-            ? kind
-            : throw CsiErrors.NotFound($"volume {volumeId} was not created by this driver");
+    /// <summary>
+    /// Our ids carry their kind. A statically provisioned PV has an id of the admin's choosing
+    /// and is a dataset when its volume attributes name a source.
+    /// </summary>
+    private static VolumeKind KindOf(string volumeId, IDictionary<string, string> volumeContext) =>
+        VolumeIds.TryParse(volumeId, out var kind) ? kind
+        : volumeContext.ContainsKey(VolumeContextKeys.Source) ? VolumeKind.Dataset
+        : throw CsiErrors.NotFound($"volume {volumeId} was not created by this driver and names no dataset source");
 
     private static void RemoveEmptyDirectory(string path)
     {

@@ -6,8 +6,11 @@ namespace CsiCache.Node;
 /// <summary>A volume staged on this node: where, and with which capability.</summary>
 public sealed record StagedVolume(string VolumeId, VolumeKind Kind, string StagingPath, string CapabilityKey);
 
-/// <summary>A volume published into a pod: where, and whether read-only.</summary>
-public sealed record PublishedVolume(string VolumeId, string TargetPath, bool ReadOnly);
+/// <summary>
+/// A volume published into a pod: where, and whether read-only. An ephemeral (inline) volume
+/// has no staging step: its dataset is mounted straight at the target.
+/// </summary>
+public sealed record PublishedVolume(string VolumeId, string TargetPath, bool ReadOnly, bool Ephemeral = false);
 
 /// <summary>
 /// What this node plugin has staged and published, kept in <c>--state-dir</c> and rewritten

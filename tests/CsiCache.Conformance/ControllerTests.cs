@@ -366,6 +366,11 @@ public sealed class ControllerTests(DriverFixture fixture) : IClassFixture<Drive
         var elsewhere = new GetCapacityRequest { AccessibleTopology = new Topology() };
         elsewhere.AccessibleTopology.Segments["topology.csicache.dev/node"] = "another-node";
         Assert.Equal(0, (await Controller.GetCapacityAsync(elsewhere)).AvailableCapacity);
+
+        // Dataset classes take no local space; the scheduler must not filter nodes out for them.
+        var dataset = new GetCapacityRequest();
+        dataset.Parameters["source"] = "https://host/data/";
+        Assert.True((await Controller.GetCapacityAsync(dataset)).AvailableCapacity >= 1L << 50);
     }
 
     [Fact]

@@ -315,6 +315,32 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
         }
     }
 
+    [Fact]
+    public async Task NodePublish_EphemeralWithoutSource_InvalidArgument()
+    {
+        var target = TargetPath(_driver, "inline");
+        var request = new NodePublishVolumeRequest
+        {
+            VolumeId = "csi-0123456789abcdef", TargetPath = target, VolumeCapability = Mount(),
+        };
+        request.VolumeContext["csi.storage.k8s.io/ephemeral"] = "true";
+        var status = await FailsAsync(() => Node.NodePublishVolumeAsync(request));
+        Assert.Equal(StatusCode.InvalidArgument, status.StatusCode);
+        Assert.Contains("source", status.Detail, StringComparison.Ordinal);
+        Assert.DoesNotContain(target, HostCleanup.MountsUnder(_driver.Root));
+    }
+
+    [Fact]
+    public async Task NodeStage_StaticPvWithoutSource_NotFound()
+    {
+        var staging = StagingPath(_driver, "static-pv-handle");
+        var status = await FailsAsync(() => Node.NodeStageVolumeAsync(new NodeStageVolumeRequest
+        {
+            VolumeId = "static-pv-handle", StagingTargetPath = staging, VolumeCapability = Mount(Mode.MultiNodeReaderOnly),
+        }));
+        Assert.Equal(StatusCode.NotFound, status.StatusCode);
+    }
+
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
     private static extern int umount2(string target, int flags);
 }
