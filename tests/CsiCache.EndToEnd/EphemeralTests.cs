@@ -11,13 +11,9 @@ namespace CsiCache.EndToEnd;
 /// </summary>
 public sealed class EphemeralTests(PluginFixture fixture) : IClassFixture<PluginFixture>
 {
-    /// <summary>Why the test is skipped until NodeService.cs gains the ephemeral branch (tests/CsiCache.EndToEnd/NodeService-inline-ephemeral.patch).</summary>
-    public const string NeedsNodeService =
-        "needs the inline-ephemeral branch in NodeService (git apply tests/CsiCache.EndToEnd/NodeService-inline-ephemeral.patch); remove this Skip when it is in";
-
     private PluginProcess Plugin => fixture.Plugin;
 
-    [Fact(Skip = NeedsNodeService)]
+    [Fact]
     public async Task InlineVolume_PublishMountsTheDatasetAtTheTarget_UnpublishStopsIt()
     {
         var data = Small(Path.Combine(Plugin.Root, "origins", "inline"), seed: 5);
@@ -42,7 +38,7 @@ public sealed class EphemeralTests(PluginFixture fixture) : IClassFixture<Plugin
         Assert.DoesNotContain(HostMounts.Under(Plugin.Root), m => m.IsFuse);
     }
 
-    [Fact(Skip = NeedsNodeService)]
+    [Fact]
     public async Task InlineVolume_WithoutSource_InvalidArgument_NothingMounted()
     {
         await using var kubelet = new Kubelet(Plugin);
