@@ -17,8 +17,11 @@ internal sealed class DatasetSession(string key, string directory, DatasetMount 
 
     public DatasetMount Mount { get; } = mount;
 
-    /// <summary>Volume id → its staging path (a bind mount of <see cref="Directory"/>). Guarded by the session key's lock.</summary>
-    public Dictionary<string, string> Volumes { get; } = new(StringComparer.Ordinal);
+    /// <summary>
+    /// Volume id → its staging path (a bind mount of <see cref="Directory"/>). Changed only under the
+    /// session key's lock; concurrent so a stage of another dataset may read it without that lock.
+    /// </summary>
+    public System.Collections.Concurrent.ConcurrentDictionary<string, string> Volumes { get; } = new(StringComparer.Ordinal);
 
     /// <summary>
     /// Which volumes may share a session: the same source, the same dataset parameters and the

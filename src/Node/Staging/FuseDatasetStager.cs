@@ -116,7 +116,7 @@ public sealed partial class FuseDatasetStager : IDatasetStager, IAsyncDisposable
             }
             catch
             {
-                if (session.Volumes.Count == 0)
+                if (session.Volumes.IsEmpty)
                 {
                     await StopSessionAsync(session);
                 }
@@ -257,13 +257,13 @@ public sealed partial class FuseDatasetStager : IDatasetStager, IAsyncDisposable
         await gate.WaitAsync();
         try
         {
-            if (session.Volumes.Remove(volumeId, out var stagingPath))
+            if (session.Volumes.TryRemove(volumeId, out var stagingPath))
             {
                 TryUnmount(stagingPath);
             }
 
             _ = _volumes.TryRemove(new KeyValuePair<string, DatasetSession>(volumeId, session));
-            if (session.Volumes.Count == 0)
+            if (session.Volumes.IsEmpty)
             {
                 await StopSessionAsync(session);
             }
