@@ -8,7 +8,7 @@ public sealed class HttpMountTests
 {
     private const int ChunkSize = 4 << 20;
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_HttpOrigin_EveryByteAndListingMatchesAndSecondPassMakesNoRequests()
     {
         Privileges.RequireRootAndFuse();
@@ -47,7 +47,7 @@ public sealed class HttpMountTests
         Assert.Equal(server.RequestCount, test.Mount.GetStats().OriginRequests);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_SixteenConcurrentReadersOfOneFile_AllCorrectWithOneFetchPerChunk()
     {
         Privileges.RequireRootAndFuse();
@@ -98,7 +98,7 @@ public sealed class HttpMountTests
         Assert.True(test.Mount.GetStats().BytesServed >= 8L * big.Length, "the O_DIRECT readers' READs must all have reached the server");
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_OriginKilledMidRead_ReadFailsWithEioInTime_CachedFilesStillRead()
     {
         Privileges.RequireRootAndFuse();
@@ -151,7 +151,7 @@ public sealed class HttpMountTests
         Assert.True(test.Mount.IsAlive);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_HttpObjectChangedBetweenMounts_ServesNewBytes()
     {
         Privileges.RequireRootAndFuse();

@@ -8,7 +8,7 @@ public sealed class PosixMountTests
 {
     private const int ChunkSize = 4 << 20;
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_PosixDirectory_EveryByteAndListingMatchesAndSecondPassHitsCache()
     {
         Privileges.RequireRootAndFuse();
@@ -50,7 +50,7 @@ public sealed class PosixMountTests
         Assert.True(test.Mount.FileSystem.PassthroughOpensServed >= files.Values.Count(b => b.Length is > 0 and <= ChunkSize));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_Writes_AreRefused()
     {
         using var source = new TempDirectory("src");
@@ -65,7 +65,7 @@ public sealed class PosixMountTests
         Assert.False(File.Exists(Path.Combine(source.Path, "new.txt")));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_MissingName_IsENOENT_AndSymlinkReadsThrough()
     {
         using var source = new TempDirectory("src");
@@ -80,7 +80,7 @@ public sealed class PosixMountTests
         Assert.Equal("through the link", File.ReadAllText(test.PathOf("link.txt")));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_ObjectChangedBetweenMounts_ServesNewVersionWithoutMixing()
     {
         Privileges.RequireRootAndFuse();
@@ -110,7 +110,7 @@ public sealed class PosixMountTests
         }
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_RefreshTtl_RevalidatesAndServesNewVersion()
     {
         Privileges.RequireRootAndFuse();
@@ -129,7 +129,7 @@ public sealed class PosixMountTests
         Assert.Equal("new file", File.ReadAllText(test.PathOf("added.txt")));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_QuotaSmallerThanDataset_ReadsCorrectlyWithinQuota()
     {
         Privileges.RequireRootAndFuse();
@@ -160,7 +160,7 @@ public sealed class PosixMountTests
         Assert.True(Directory.EnumerateFiles(test.Host.DiskCache.RootDirectory, "*", SearchOption.AllDirectories).Sum(f => new FileInfo(f).Length) <= quota + (1 << 20));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_MemoryMedium_UsesMemoryCache()
     {
         Privileges.RequireRootAndFuse();
@@ -177,7 +177,7 @@ public sealed class PosixMountTests
         Assert.Equal(0, stats.Disk.UsedBytes);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_PrefetchAll_CachesEverythingBeforeItIsRead()
     {
         Privileges.RequireRootAndFuse();
@@ -202,7 +202,7 @@ public sealed class PosixMountTests
         Assert.Equal(originBytes, test.Mount.GetStats().OriginBytes);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_SameDatasetTwice_SharesTheCache()
     {
         Privileges.RequireRootAndFuse();
@@ -222,7 +222,7 @@ public sealed class PosixMountTests
         Assert.Null(MountInfo.Find(second.MountPoint));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_DirectoryOfThousandsOfEntries_ListsEveryNameAcrossPages()
     {
         Privileges.RequireRootAndFuse();
@@ -245,7 +245,7 @@ public sealed class PosixMountTests
         Assert.True(many.Listing!.PagesLoaded >= count / 1000, $"{many.Listing.PagesLoaded} pages");
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task Mount_FullyCachedSmallFile_IsServedByPassthroughWithoutModeConflicts()
     {
         Privileges.RequireRootAndFuse();
