@@ -199,6 +199,38 @@ public sealed class PosixMountTests
         Assert.Equal(originBytes, test.Mount.GetStats().OriginBytes);
     }
 
+    [Theory(Timeout = 90_000)]
+    [InlineData("metadata")]
+    [InlineData("sub/**/*.txt,other/*")]
+    public async Task Mount_PrefetchMetadataOrGlobs_WalksTheTreeAndFetchesOnlyWhatMatches(string prefetch)
+    {
+        Privileges.RequireRootAndFuse();
+        using var source = new TempDirectory("src");
+        Dictionary<string, byte[]> files = TestData.WriteDataset(source.Path, ChunkSize);
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, new() { ["prefetch"] = prefetch });
+        await test.Mount.PrefetchWalk.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+
+        // Every directory was listed: a recursive listing now costs the origin nothing.
+        long requests = test.Mount.GetStats().OriginRequests;
+        Assert.Equal(TestData.Listing(source.Path), TestData.Listing(test.MountPoint));
+        Assert.Equal(requests, test.Mount.GetStats().OriginRequests);
+
+        string[] wanted = prefetch == "metadata" ? [] : files.Keys.Where(p => p.StartsWith("sub/", StringComparison.Ordinal) && p.EndsWith(".txt", StringComparison.Ordinal) || p.StartsWith("other/", StringComparison.Ordinal)).ToArray();
+        long expected = wanted.Sum(p => (long)files[p].Length);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (test.Mount.GetStats().OriginBytes < expected && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, TestContext.Current.CancellationToken);
+        }
+        await Task.Delay(200, TestContext.Current.CancellationToken); // nothing else may arrive
+        Assert.Equal(expected, test.Mount.GetStats().OriginBytes);
+        foreach (string path in wanted)
+        {
+            TestData.AssertSameBytes(files[path], test.PathOf(path));
+        }
+        Assert.Equal(expected, test.Mount.GetStats().OriginBytes);
+    }
+
     [Fact(Timeout = 90_000)]
     public async Task Mount_SameDatasetTwice_SharesTheCache()
     {
