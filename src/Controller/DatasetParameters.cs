@@ -15,7 +15,7 @@ public static partial class DatasetParameters
     {
         VolumeContextKeys.Source, VolumeContextKeys.SubPath, VolumeContextKeys.CacheMedium,
         VolumeContextKeys.Prefetch, VolumeContextKeys.Refresh, VolumeContextKeys.Endpoint,
-        VolumeContextKeys.Region, VolumeContextKeys.PathStyle,
+        VolumeContextKeys.Region, VolumeContextKeys.PathStyle, VolumeContextKeys.Anonymous,
     };
 
     private static readonly string[] Schemes = ["s3", "http", "https", "file"];
@@ -66,16 +66,20 @@ public static partial class DatasetParameters
 
         if (Get(parameters, VolumeContextKeys.Refresh) is { } refresh)
         {
-            if (!TryParseDuration(refresh, out _))
+            if (refresh != "never" && (!TryParseDuration(refresh, out var ttl) || ttl < TimeSpan.FromSeconds(1)))
             {
-                throw CsiErrors.InvalidArgument($"parameter refresh must be a duration such as 30s, 10m or 1h, not '{refresh}'");
+                throw CsiErrors.InvalidArgument(
+                    $"parameter refresh must be 'never' or a duration of at least 1s such as 30s, 10m, 1h or 2d, not '{refresh}'");
             }
 
             context[VolumeContextKeys.Refresh] = refresh;
         }
 
         var isS3 = source.Scheme == "s3";
-        foreach (var s3Only in new[] { VolumeContextKeys.Endpoint, VolumeContextKeys.Region, VolumeContextKeys.PathStyle })
+        foreach (var s3Only in new[]
+        {
+            VolumeContextKeys.Endpoint, VolumeContextKeys.Region, VolumeContextKeys.PathStyle, VolumeContextKeys.Anonymous,
+        })
         {
             if (Get(parameters, s3Only) is not null && !isS3)
             {
@@ -110,6 +114,16 @@ public static partial class DatasetParameters
             context[VolumeContextKeys.Region] = region;
         }
 
+        if (Get(parameters, VolumeContextKeys.Anonymous) is { } anonymous)
+        {
+            if (!bool.TryParse(anonymous, out var isAnonymous))
+            {
+                throw CsiErrors.InvalidArgument($"parameter anonymous must be 'true' or 'false', not '{anonymous}'");
+            }
+
+            context[VolumeContextKeys.Anonymous] = isAnonymous ? "true" : "false";
+        }
+
         if (Get(parameters, VolumeContextKeys.PathStyle) is { } pathStyle)
         {
             if (!bool.TryParse(pathStyle, out var style))
@@ -123,7 +137,7 @@ public static partial class DatasetParameters
         return context;
     }
 
-    /// <summary>Parses durations written the Kubernetes way (<c>90s</c>, <c>10m</c>, <c>1h30m</c>) or as a TimeSpan.</summary>
+    /// <summary>Parses durations written the Kubernetes way (<c>90s</c>, <c>10m</c>, <c>1h30m</c>, <c>2d</c>) or as a TimeSpan.</summary>
     public static bool TryParseDuration(string text, out TimeSpan duration)
     {
         duration = TimeSpan.Zero;
@@ -140,7 +154,8 @@ public static partial class DatasetParameters
                     "ms" => TimeSpan.FromMilliseconds(number),
                     "s" => TimeSpan.FromSeconds(number),
                     "m" => TimeSpan.FromMinutes(number),
-                    _ => TimeSpan.FromHours(number),
+                    "h" => TimeSpan.FromHours(number),
+                    _ => TimeSpan.FromDays(number),
                 };
             }
 
@@ -223,7 +238,7 @@ public static partial class DatasetParameters
     private static string? Get(IReadOnlyDictionary<string, string> parameters, string key) =>
         parameters.TryGetValue(key, out var value) && value.Length > 0 ? value : null;
 
-    [GeneratedRegex("^(?<part>[0-9]+(ms|s|m|h))+$")]
+    [GeneratedRegex("^(?<part>[0-9]+(ms|s|m|h|d))+$")]
     private static partial Regex DurationPattern();
 
     [GeneratedRegex("^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")]

@@ -17,6 +17,9 @@ public static class VolumeContextKeys
     public const string Region = "region";
     public const string PathStyle = "pathStyle";
 
+    /// <summary>S3 without credentials (a public bucket): "true" to skip the SDK's credential chain.</summary>
+    public const string Anonymous = "anonymous";
+
     /// <summary>Which kind of volume this is: <c>local</c> or <c>dataset</c>.</summary>
     public const string Kind = "csicache.dev/kind";
 

@@ -74,7 +74,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno Lookup(ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
     {
         entry = default;
-        if (!_tree.TryGetNode(parent, out DatasetEntry directory))
+        if (!TryResolveNode(parent, out DatasetEntry directory))
         {
             return Errno.ESTALE; // an id we never gave out (or from before a restart we cannot map)
         }
@@ -117,7 +117,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     {
         attributes = default;
         timeout = _timeout;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -139,7 +139,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno ReadLink(ulong nodeId, Span<byte> target, out int length)
     {
         length = 0;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -170,7 +170,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return Errno.EROFS;
         }
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -258,11 +258,66 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        if (!_files.TryGet(handle, out OpenFile open))
+        if (!_files.TryGet(handle, out OpenFile open) && !TryAdoptFile(nodeId, handle, out open))
         {
             return new ValueTask<FuseReadResult>(Errno.EBADF);
         }
         return _reader.ReadAsync(open, offset, destination, cancellationToken);
+    }
+
+    /// <summary>
+    /// A READ on a handle this process never opened: after a takeover of the connection, files the
+    /// previous process opened are still open in the kernel. READ carries the node id, so the handle
+    /// is reopened here on the file's current version (READ-served, as the previous process's
+    /// passthrough opens never send READ).
+    /// </summary>
+    private bool TryAdoptFile(ulong nodeId, ulong handle, out OpenFile open)
+    {
+        open = null!;
+        if (!TryResolveNode(nodeId, out DatasetEntry node) || node.Kind != OriginEntryKind.File)
+        {
+            return false;
+        }
+        try
+        {
+            FileVersion version = _tree.ResolveFile(node, _stopping);
+            OpenState opens = node.Opens;
+            lock (opens.Gate)
+            {
+                var adopted = new OpenFile(node, version);
+                open = _files.Adopt(handle, adopted);
+                if (ReferenceEquals(open, adopted))
+                {
+                    opens.CachedOpens++;
+                }
+            }
+            return true;
+        }
+        catch (Exception e)
+        {
+            Fail("reopen", node.Path, e);
+            return false;
+        }
+    }
+
+    /// <summary>The node for an id: from memory, or (after a takeover) found again by walking the listings.</summary>
+    private bool TryResolveNode(ulong nodeId, out DatasetEntry node)
+    {
+        if (_tree.TryGetNode(nodeId, out node))
+        {
+            return true;
+        }
+        try
+        {
+            DatasetEntry? found = DatasetTree.WaitForOrigin(_tree.FindByIdAsync(nodeId, _stopping));
+            node = found!;
+            return found is not null;
+        }
+        catch (Exception e)
+        {
+            Fail("find node", nodeId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), e);
+            return false;
+        }
     }
 
     public void Release(ulong nodeId, ulong handle)
@@ -292,7 +347,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -319,7 +374,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     {
         if (!_directories.TryGet(handle, out OpenDirectory open))
         {
-            return Errno.EBADF;
+            // A handle from before a takeover: list the directory's current listing under it.
+            if (!TryResolveNode(nodeId, out DatasetEntry directory) || !directory.IsDirectory)
+            {
+                return Errno.EBADF;
+            }
+            open = _directories.Adopt(handle, new OpenDirectory(directory, _tree.CurrentListing(directory)));
         }
         try
         {

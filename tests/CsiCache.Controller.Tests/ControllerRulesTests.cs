@@ -45,6 +45,7 @@ public sealed class ControllerRulesTests
     [InlineData("10m", 600)]
     [InlineData("1h30m", 5400)]
     [InlineData("00:05:00", 300)]
+    [InlineData("2d", 172800)]
     public void TryParseDuration_KubernetesAndTimeSpanForms(string text, int seconds)
     {
         Assert.True(DatasetParameters.TryParseDuration(text, out var duration));
@@ -56,6 +57,26 @@ public sealed class ControllerRulesTests
     [InlineData("10x")]
     [InlineData("-5s")]
     public void TryParseDuration_Rejects(string text) => Assert.False(DatasetParameters.TryParseDuration(text, out _));
+
+    [Fact]
+    public void ToVolumeContext_RefreshNeverAndAnonymousS3_Accepted_AndSubSecondRefreshRefused()
+    {
+        var context = DatasetParameters.ToVolumeContext(new Dictionary<string, string>
+        {
+            ["source"] = "s3://public-data/", ["anonymous"] = "True", ["refresh"] = "never",
+        });
+        Assert.Equal("true", context["anonymous"]);
+        Assert.Equal("never", context["refresh"]);
+        var error = Assert.Throws<RpcException>(() => DatasetParameters.ToVolumeContext(new Dictionary<string, string>
+        {
+            ["source"] = "https://host/data/", ["refresh"] = "500ms",
+        }));
+        Assert.Equal(StatusCode.InvalidArgument, error.StatusCode);
+        Assert.Throws<RpcException>(() => DatasetParameters.ToVolumeContext(new Dictionary<string, string>
+        {
+            ["source"] = "https://host/data/", ["anonymous"] = "true",
+        }));
+    }
 
     [Fact]
     public void ToVolumeContext_IgnoresKubernetesKeys_AndNormalises()
