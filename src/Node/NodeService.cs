@@ -35,7 +35,9 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
         _datasets = datasets;
         _locks = locks;
         _logger = logger;
-        foreach (var dropped in _state.Reconcile(MountTable.IsMountPoint))
+        // A dataset whose FUSE session died with an earlier process keeps its record: kubelet will
+        // unstage it, and until then NodeGetVolumeStats can say the session is gone instead of NotFound.
+        foreach (var dropped in _state.Reconcile(MountTable.IsMountPoint, keepUnmounted: s => s.Kind == VolumeKind.Dataset))
         {
             LogDropped(dropped);
         }
@@ -219,7 +221,7 @@ public sealed partial class NodeService : global::Csi.V1.Node.NodeBase
 
     private IDatasetStager RequireDatasets() =>
         _datasets ?? throw CsiErrors.FailedPrecondition(
-            "this node plugin was started without dataset support (no --cache-dir); dataset volumes cannot be mounted here");
+            "this node plugin was started without dataset support; dataset volumes cannot be mounted here");
 
     /// <summary>Validates a dataset's volume context the same way CreateVolume validates parameters (static PVs skip CreateVolume).</summary>
     private static Dictionary<string, string> DatasetContext(IDictionary<string, string> volumeContext)
