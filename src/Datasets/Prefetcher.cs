@@ -28,6 +28,8 @@ internal sealed partial class Prefetcher : IAsyncDisposable
     private int _urgentCount;
     private long _completed;
     private long _dropped;
+    private long _failed;
+    private int _active;
 
     public Prefetcher(int workers, int urgentCapacity, int bulkCapacity, ILogger logger)
     {
@@ -47,8 +49,14 @@ internal sealed partial class Prefetcher : IAsyncDisposable
     /// <summary>Read-ahead requests dropped because the queue was full.</summary>
     public long Dropped => Interlocked.Read(ref _dropped);
 
-    /// <summary>Items queued or running.</summary>
+    /// <summary>Background fetches that failed (the reader that wants the chunk fetches it itself).</summary>
+    public long Failed => Interlocked.Read(ref _failed);
+
+    /// <summary>Items queued, not yet taken by a worker.</summary>
     public int Pending => Volatile.Read(ref _urgentCount) + _bulk.Count;
+
+    /// <summary>True when nothing is queued or being fetched.</summary>
+    public bool IsIdle => Pending == 0 && Volatile.Read(ref _active) == 0;
 
     /// <summary>Queues read-ahead; false (dropped) when the queue is full or the pool is stopping.</summary>
     public bool TryQueueReadAhead(in PrefetchItem item)
@@ -104,39 +112,53 @@ internal sealed partial class Prefetcher : IAsyncDisposable
                 return;
             }
 
-            PrefetchItem item;
-            if (_urgent.TryDequeue(out item))
-            {
-                Interlocked.Decrement(ref _urgentCount);
-            }
-            else if (_bulk.TryDequeue(out item))
-            {
-                _bulkSlots.Release();
-            }
-            else
-            {
-                continue;
-            }
-
-            if (item.MountToken.IsCancellationRequested)
-            {
-                continue;
-            }
+            Interlocked.Increment(ref _active);
             try
             {
-                using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, item.MountToken);
-                await item.Reader.PrefetchAsync(item.File, item.Index, linked.Token).ConfigureAwait(false);
-                Interlocked.Increment(ref _completed);
+                await RunItemAsync(stop).ConfigureAwait(false);
             }
-            catch (OperationCanceledException)
+            finally
             {
-                // The mount or the host is stopping.
+                Interlocked.Decrement(ref _active);
             }
-            catch (Exception e)
-            {
-                // Best effort: the reader that wants the chunk fetches it itself and gets the error.
-                LogPrefetchFailed(_logger, item.File.Object.Path, item.Index, e.Message);
-            }
+        }
+    }
+
+    private async Task RunItemAsync(CancellationToken stop)
+    {
+        PrefetchItem item;
+        if (_urgent.TryDequeue(out item))
+        {
+            Interlocked.Decrement(ref _urgentCount);
+        }
+        else if (_bulk.TryDequeue(out item))
+        {
+            _bulkSlots.Release();
+        }
+        else
+        {
+            return;
+        }
+
+        if (item.MountToken.IsCancellationRequested)
+        {
+            return;
+        }
+        try
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, item.MountToken);
+            await item.Reader.PrefetchAsync(item.File, item.Index, linked.Token).ConfigureAwait(false);
+            Interlocked.Increment(ref _completed);
+        }
+        catch (OperationCanceledException)
+        {
+            // The mount or the host is stopping.
+        }
+        catch (Exception e)
+        {
+            // Best effort: the reader that wants the chunk fetches it itself and gets the error.
+            Interlocked.Increment(ref _failed);
+            LogPrefetchFailed(_logger, item.File.Object.Path, item.Index, e.Message);
         }
     }
 

@@ -88,6 +88,42 @@ public sealed class DatasetTreeTests
     }
 
     [Fact]
+    public async Task Listing_ConcurrentReadersAndLookups_FetchEachPageOnceAndAgree()
+    {
+        var origin = new InMemoryOrigin(pageSize: 100);
+        for (int i = 0; i < 5000; i++)
+        {
+            origin.AddFile($"d/f{i:D4}", i);
+        }
+        var tree = new DatasetTree(origin, refresh: null);
+        DatasetEntry d = (await tree.FindChildAsync(tree.Root, "d", Ct))!;
+        int before = origin.ListCalls;
+        DirectoryListing listing = tree.CurrentListing(d);
+
+        Task<List<ulong>>[] walkers = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            var ids = new List<ulong>();
+            for (int i = 0; ; i++)
+            {
+                DatasetEntry? e = await tree.GetEntryAtAsync(listing, i, Ct);
+                if (e is null)
+                {
+                    return ids;
+                }
+                ids.Add(e.NodeId);
+            }
+        }, Ct)).ToArray();
+        Task<DatasetEntry?>[] lookups = Enumerable.Range(0, 64).Select(i => Task.Run(() => tree.FindChildAsync(d, $"f{(i * 77) % 5000:D4}", Ct).AsTask(), Ct)).ToArray();
+
+        List<ulong>[] results = await Task.WhenAll(walkers);
+        DatasetEntry?[] found = await Task.WhenAll(lookups);
+        Assert.All(results, r => Assert.Equal(results[0], r));
+        Assert.Equal(5000, results[0].Distinct().Count());
+        Assert.All(found, Assert.NotNull);
+        Assert.Equal(50, origin.ListCalls - before); // each page once, however many callers
+    }
+
+    [Fact]
     public async Task Forget_CountsLookupsAndNeverGoesNegative()
     {
         var origin = new InMemoryOrigin();
