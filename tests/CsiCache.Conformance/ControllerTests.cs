@@ -8,7 +8,7 @@ namespace CsiCache.Conformance;
 
 public sealed class ControllerTests(DriverFixture fixture) : IClassFixture<DriverFixture>
 {
-    private readonly DriverProcess _driver = fixture.Driver;
+    private readonly PluginProcess _driver = fixture.Driver;
     private global::Csi.V1.Controller.ControllerClient Controller => _driver.Controller;
 
     [Fact]

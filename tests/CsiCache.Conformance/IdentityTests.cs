@@ -5,7 +5,7 @@ namespace CsiCache.Conformance;
 
 public sealed class IdentityTests(DriverFixture fixture) : IClassFixture<DriverFixture>
 {
-    private readonly DriverProcess _driver = fixture.Driver;
+    private readonly PluginProcess _driver = fixture.Driver;
 
     [Fact]
     public async Task GetPluginInfo_ReturnsDriverNameAndVersion()

@@ -19,7 +19,7 @@ public sealed class LifecycleTests
             stale.Bind(new UnixDomainSocketEndPoint(socket));
         }
 
-        await using var driver = await DriverProcess.StartAsync(root);
+        await using var driver = await PluginProcess.StartInAsync(root);
         Assert.True((await driver.Identity.ProbeAsync(new ProbeRequest())).Ready);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket));
     }
@@ -27,7 +27,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Sigterm_ExitsCleanly_AndRemovesSocket()
     {
-        await using var driver = await DriverProcess.StartAsync();
+        await using var driver = await PluginProcess.StartAsync();
         await driver.Identity.GetPluginInfoAsync(new GetPluginInfoRequest());
         Assert.Equal(0, await driver.StopAsync());
         Assert.False(File.Exists(driver.SocketPath));
@@ -37,7 +37,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Probe_StateDirReadOnly_NotReady()
     {
-        await using var driver = await DriverProcess.StartAsync();
+        await using var driver = await PluginProcess.StartAsync();
         // Root ignores permission bits, so make the state dir a read-only mount instead.
         Assert.Equal(0, mount(driver.StateDir, driver.StateDir, null, 0x1000 /* MS_BIND */, null));
         try
@@ -56,7 +56,7 @@ public sealed class LifecycleTests
     [Fact]
     public async Task Crash_RestartedPluginKnowsWhatIsStagedAndCleansUp()
     {
-        await using var driver = await DriverProcess.StartAsync();
+        await using var driver = await PluginProcess.StartAsync();
         var id = (await driver.Controller.CreateVolumeAsync(CreateLocal(UniqueName("restart")))).Volume.VolumeId;
         var staging = StagingPath(driver, id);
         var target = TargetPath(driver, "pv-restart");
@@ -68,7 +68,7 @@ public sealed class LifecycleTests
         await File.WriteAllTextAsync(Path.Combine(target, "before-crash"), "still here");
 
         await driver.CrashAsync();
-        Assert.Contains(target, HostCleanup.MountsUnder(driver.Root));
+        Assert.Contains(target, HostMounts.MountPointsUnder(driver.Root));
         await driver.RestartAsync();
 
         // The new process answers kubelet's retries from what the old one recorded.
@@ -84,8 +84,8 @@ public sealed class LifecycleTests
         await driver.Node.NodeUnpublishVolumeAsync(new NodeUnpublishVolumeRequest { VolumeId = id, TargetPath = target });
         await driver.Node.NodeUnstageVolumeAsync(new NodeUnstageVolumeRequest { VolumeId = id, StagingTargetPath = staging });
         await driver.Controller.DeleteVolumeAsync(new DeleteVolumeRequest { VolumeId = id });
-        Assert.Empty(HostCleanup.MountsUnder(driver.Root));
-        Assert.Empty(HostCleanup.LoopsBackedUnder(driver.Root));
+        Assert.Empty(HostMounts.MountPointsUnder(driver.Root));
+        Assert.Empty(HostMounts.LoopsBackedUnder(driver.Root));
     }
 
     [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]

@@ -9,7 +9,7 @@ namespace CsiCache.Conformance;
 /// <summary>The Node service as kubelet drives it, with real loop mounts and bind mounts. Needs root.</summary>
 public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixture>
 {
-    private readonly DriverProcess _driver = fixture.Driver;
+    private readonly PluginProcess _driver = fixture.Driver;
     private global::Csi.V1.Node.NodeClient Node => _driver.Node;
 
     private async Task<string> CreateAsync(string prefix, long bytes = 32 * MiB) =>
@@ -111,7 +111,7 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
             VolumeId = "local-11111111111111111111111111111111", StagingTargetPath = staging, VolumeCapability = Mount(),
         }));
         Assert.Equal(StatusCode.NotFound, status.StatusCode);
-        Assert.DoesNotContain(staging, HostCleanup.MountsUnder(_driver.Root));
+        Assert.DoesNotContain(staging, HostMounts.MountPointsUnder(_driver.Root));
     }
 
     [Fact]
@@ -160,7 +160,7 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
         await PublishAsync(id, staging, firstTarget);
         await PublishAsync(id, staging, firstTarget); // and so is a second publish
         await File.WriteAllBytesAsync(Path.Combine(firstTarget, "data.bin"), payload);
-        Assert.Single(HostCleanup.LoopsBackedUnder(_driver.Root), l => l.StartsWith("/dev/loop", StringComparison.Ordinal));
+        Assert.Single(HostMounts.LoopsBackedUnder(_driver.Root), l => l.StartsWith("/dev/loop", StringComparison.Ordinal));
         await UnpublishAsync(id, firstTarget);
         Assert.False(Directory.Exists(firstTarget), "unpublish removes the target it created");
         await UnpublishAsync(id, firstTarget); // already gone: still OK
@@ -181,8 +181,8 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
         await UnstageAsync(id, staging); // idempotent
         await DeleteAsync(id);
 
-        Assert.Empty(HostCleanup.MountsUnder(_driver.Root));
-        Assert.Empty(HostCleanup.LoopsBackedUnder(_driver.Root));
+        Assert.Empty(HostMounts.MountPointsUnder(_driver.Root));
+        Assert.Empty(HostMounts.LoopsBackedUnder(_driver.Root));
         Assert.False(File.Exists(Path.Combine(_driver.LocalDir, id + ".img")));
     }
 
@@ -302,7 +302,7 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
             var status = await FailsAsync(() => Node.NodeStageVolumeAsync(request));
             Assert.NotEqual(StatusCode.OK, status.StatusCode);
             Assert.NotEqual(StatusCode.Unknown, status.StatusCode);
-            Assert.DoesNotContain(staging, HostCleanup.MountsUnder(_driver.Root));
+            Assert.DoesNotContain(staging, HostMounts.MountPointsUnder(_driver.Root));
             Assert.DoesNotContain("do-not-log-this-s3cr3t", status.Detail, StringComparison.Ordinal);
             // The driver runs at Debug, so the request itself was logged: redacted.
             Assert.Contains("NodeStageVolume", _driver.Log, StringComparison.Ordinal);
@@ -327,7 +327,7 @@ public sealed class NodeTests(DriverFixture fixture) : IClassFixture<DriverFixtu
         var status = await FailsAsync(() => Node.NodePublishVolumeAsync(request));
         Assert.Equal(StatusCode.InvalidArgument, status.StatusCode);
         Assert.Contains("source", status.Detail, StringComparison.Ordinal);
-        Assert.DoesNotContain(target, HostCleanup.MountsUnder(_driver.Root));
+        Assert.DoesNotContain(target, HostMounts.MountPointsUnder(_driver.Root));
     }
 
     [Fact]

@@ -1,5 +1,3 @@
-using System.Security.Cryptography;
-using System.Text;
 using Csi.V1;
 using Grpc.Core;
 using Mode = Csi.V1.VolumeCapability.Types.AccessMode.Types.Mode;
@@ -56,23 +54,12 @@ public static class Requests
 
     public static string UniqueName(string prefix) => $"{prefix}-{Guid.NewGuid():N}"[..Math.Min(prefix.Length + 13, 63)];
 
-    /// <summary>kubelet's global mount path for a volume: plugins/kubernetes.io/csi/DRIVER/SHA256(volumeHandle)/globalmount.</summary>
-    public static string StagingPath(DriverProcess driver, string volumeId)
-    {
-        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(volumeId)));
-        var path = Path.Combine(driver.Root, "var/lib/kubelet/plugins/kubernetes.io/csi/csicache.dev", hash, "globalmount");
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        return path;
-    }
+    /// <summary>kubelet's global mount path for a volume (kubelet makes the parents, the plugin the leaf).</summary>
+    public static string StagingPath(PluginProcess driver, string volumeId) => driver.Paths.StagingPath(volumeId);
 
-    /// <summary>kubelet's per-pod target: pods/UID/volumes/kubernetes.io~csi/PV/mount (kubelet makes the parent).</summary>
-    public static string TargetPath(DriverProcess driver, string pv, string? podUid = null)
-    {
-        var path = Path.Combine(driver.Root, "var/lib/kubelet/pods", podUid ?? Guid.NewGuid().ToString(),
-            "volumes/kubernetes.io~csi", pv, "mount");
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        return path;
-    }
+    /// <summary>kubelet's per-pod target: pods/UID/volumes/kubernetes.io~csi/PV/mount.</summary>
+    public static string TargetPath(PluginProcess driver, string pv, string? podUid = null) =>
+        driver.Paths.TargetPath(podUid ?? Guid.NewGuid().ToString(), pv);
 
     /// <summary>Runs a call expected to fail and returns its status.</summary>
     public static async Task<Status> FailsAsync<T>(Func<AsyncUnaryCall<T>> call)

@@ -5,13 +5,15 @@ using CsiCache.Cli.Demo;
 using CsiCache.Csi;
 using Grpc.Net.Client;
 
-namespace CsiCache.EndToEnd;
+namespace CsiCache.TestKit;
 
 /// <summary>
 /// A real <c>csicache all</c> process (every service on one unix socket) at Debug level, under a
 /// temporary root that also holds its state, local and cache directories and kubelet's paths.
-/// Disposing stops it (SIGTERM: it unmounts its datasets) and then removes whatever is still
-/// mounted under the root, so a failed test leaves nothing mounted on the machine.
+/// The conformance and end-to-end suites both drive the plugin through it, over the socket,
+/// as kubelet does. Disposing stops it (SIGTERM: it unmounts its datasets) and then removes
+/// whatever is still mounted or attached under the root, so a failed test leaves nothing
+/// behind on the machine. Needs root (mounts, loop devices, FUSE): CI runs as root.
 /// </summary>
 public sealed class PluginProcess : IAsyncDisposable
 {
@@ -38,8 +40,10 @@ public sealed class PluginProcess : IAsyncDisposable
     public string LocalDir { get; }
     public string CacheDir { get; }
     public string SocketPath { get; }
+    public string NodeId => "test-node";
     internal KubeletPaths Paths { get; }
 
+    public global::Csi.V1.Identity.IdentityClient Identity { get; private set; } = null!;
     public global::Csi.V1.Controller.ControllerClient Controller { get; private set; } = null!;
     public global::Csi.V1.Node.NodeClient Node { get; private set; } = null!;
 
@@ -55,10 +59,14 @@ public sealed class PluginProcess : IAsyncDisposable
         }
     }
 
-    public static async Task<PluginProcess> StartAsync(params string[] extraArgs)
+    public static Task<PluginProcess> StartAsync(params string[] extraArgs) =>
+        StartInAsync(Directory.CreateTempSubdirectory("csicache-test-").FullName, extraArgs);
+
+    /// <summary>Starts the plugin under a root the caller prepared (e.g. with a stale socket in it).</summary>
+    public static async Task<PluginProcess> StartInAsync(string root, params string[] extraArgs)
     {
         RequireRoot();
-        var plugin = new PluginProcess(Directory.CreateTempSubdirectory("csicache-e2e-").FullName, extraArgs);
+        var plugin = new PluginProcess(root, extraArgs);
         try
         {
             await plugin.StartProcessAsync();
@@ -77,7 +85,7 @@ public sealed class PluginProcess : IAsyncDisposable
     {
         if (!Environment.IsPrivilegedProcess)
         {
-            throw new InvalidOperationException("end-to-end tests need root (FUSE and bind mounts); run them as root, as CI does");
+            throw new InvalidOperationException("these tests need root (FUSE, loop devices, bind mounts); run them as root, as CI does");
         }
     }
 
@@ -92,7 +100,7 @@ public sealed class PluginProcess : IAsyncDisposable
         foreach (var arg in new[]
         {
             "exec", Path.Combine(AppContext.BaseDirectory, "csicache.dll"), "all",
-            "--endpoint", "unix://" + SocketPath, "--node-id", "e2e-node",
+            "--endpoint", "unix://" + SocketPath, "--node-id", NodeId,
             "--state-dir", StateDir, "--local-dir", LocalDir, "--cache-dir", CacheDir, "--cache-size", "4Gi",
             "--log-level", "Debug",
         }.Concat(_extraArgs))
@@ -119,6 +127,7 @@ public sealed class PluginProcess : IAsyncDisposable
         }
 
         _channel = CsiChannel.Create(SocketPath);
+        Identity = new global::Csi.V1.Identity.IdentityClient(_channel);
         Controller = new global::Csi.V1.Controller.ControllerClient(_channel);
         Node = new global::Csi.V1.Node.NodeClient(_channel);
     }
@@ -191,6 +200,7 @@ public sealed class PluginProcess : IAsyncDisposable
         finally
         {
             HostMounts.UnmountAllUnder(Root);
+            HostMounts.DetachLoopsUnder(Root);
             try
             {
                 Directory.Delete(Root, recursive: true);

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
 
-namespace CsiCache.EndToEnd;
+namespace CsiCache.TestKit;
 
 /// <summary>One line of /proc/self/mountinfo: where, what type, and the device (for fusectl).</summary>
 public sealed record HostMount(string MountPoint, string FileSystemType, uint DeviceMinor)
@@ -32,6 +32,9 @@ public static class HostMounts
         return [.. All().Where(m => m.MountPoint.StartsWith(prefix, StringComparison.Ordinal) || m.MountPoint == root.TrimEnd('/'))];
     }
 
+    /// <summary>Just the mount points under <paramref name="root"/>.</summary>
+    public static IReadOnlyList<string> MountPointsUnder(string root) => [.. Under(root).Select(m => m.MountPoint)];
+
     public static HostMount? At(string path) => All().LastOrDefault(m => m.MountPoint == Path.GetFullPath(path).TrimEnd('/'));
 
     public static void UnmountAllUnder(string root)
@@ -48,6 +51,32 @@ public static class HostMounts
             {
                 _ = umount2(mount, 2 /* MNT_DETACH */);
             }
+        }
+    }
+
+    /// <summary>Loop devices whose backing file lies under <paramref name="root"/> (/sys/block/loopN/loop/backing_file).</summary>
+    public static IReadOnlyList<string> LoopsBackedUnder(string root)
+    {
+        var prefix = root.TrimEnd('/') + "/";
+        var found = new List<string>();
+        foreach (var dir in Directory.EnumerateDirectories("/sys/block", "loop*"))
+        {
+            var backing = Path.Combine(dir, "loop", "backing_file");
+            if (File.Exists(backing) && File.ReadAllText(backing).Trim().StartsWith(prefix, StringComparison.Ordinal))
+            {
+                found.Add("/dev/" + Path.GetFileName(dir));
+            }
+        }
+
+        return found;
+    }
+
+    public static void DetachLoopsUnder(string root)
+    {
+        foreach (var device in LoopsBackedUnder(root))
+        {
+            using var losetup = System.Diagnostics.Process.Start("losetup", ["-d", device]);
+            losetup.WaitForExit();
         }
     }
 
