@@ -1,3 +1,8 @@
+using System.CommandLine;
 using CsiCache.Cli.Commands;
 
-return await CsiCacheCommand.Create().Parse(args).InvokeAsync();
+// On SIGTERM/SIGINT System.CommandLine cancels the action's token and, by default, gives it
+// only 2 s to return. The plugin needs longer: in-flight CSI calls drain (up to 25 s) and every
+// FUSE session is unmounted. Kubelet's default grace period is 30 s.
+var invocation = new InvocationConfiguration { ProcessTerminationTimeout = TimeSpan.FromSeconds(28) };
+return await CsiCacheCommand.Create().Parse(args).InvokeAsync(invocation);
