@@ -101,9 +101,9 @@ public sealed class PluginProcess : IAsyncDisposable
         {
             "exec", Path.Combine(AppContext.BaseDirectory, "csicache.dll"), "all",
             "--endpoint", "unix://" + SocketPath, "--node-id", NodeId,
-            "--state-dir", StateDir, "--local-dir", LocalDir, "--cache-dir", CacheDir, "--cache-size", "4Gi",
+            "--state-dir", StateDir, "--local-dir", LocalDir, "--cache-dir", CacheDir,
             "--log-level", "Debug",
-        }.Concat(_extraArgs))
+        }.Concat(_extraArgs.Contains("--cache-size") ? [] : ["--cache-size", "4Gi"]).Concat(_extraArgs))
         {
             start.ArgumentList.Add(arg);
         }
