@@ -1,0 +1,226 @@
+using CsiCache.Cache;
+using CsiCache.Fuse;
+using CsiCache.Origins;
+using Microsoft.Extensions.Logging;
+
+namespace CsiCache.Datasets;
+
+/// <summary>
+/// The read path of one mount: a FUSE READ's (offset, size) becomes chunk reads from the cache,
+/// missing chunks are fetched from the origin (one fetch per chunk however many readers want it:
+/// the cache's single flight), and sequential readers get the next chunks fetched ahead.
+/// </summary>
+/// <remarks>
+/// The hit path is synchronous and allocation-free: <see cref="ChunkCache.TryRead"/> preads straight
+/// into the kernel's reply buffer and the result is a completed <see cref="ValueTask{T}"/>. Only a
+/// miss goes async. Every failure is turned into an errno here, so a READ is always answered.
+/// </remarks>
+internal sealed partial class ChunkReader
+{
+    private readonly ChunkCache _cache;
+    private readonly IOrigin _origin;
+    private readonly MountCounters _counters;
+    private readonly Prefetcher? _prefetcher;
+    private readonly int _maxReadAheadChunks;
+    private readonly CancellationToken _mountToken;
+    private readonly ILogger _logger;
+
+    public ChunkReader(ChunkCache cache, IOrigin origin, MountCounters counters, Prefetcher? prefetcher, int maxReadAheadChunks, ILogger logger, CancellationToken mountToken)
+    {
+        _cache = cache;
+        _origin = origin;
+        _counters = counters;
+        _prefetcher = prefetcher;
+        _maxReadAheadChunks = maxReadAheadChunks;
+        _logger = logger;
+        _mountToken = mountToken;
+    }
+
+    public ChunkCache Cache => _cache;
+
+    public int ChunkSize => _cache.ChunkSize;
+
+    /// <summary>Reads up to <c>destination.Length</c> bytes at <paramref name="offset"/>; fewer only at end of file.</summary>
+    public ValueTask<FuseReadResult> ReadAsync(OpenFile file, long offset, Memory<byte> destination, CancellationToken ct)
+    {
+        long size = file.Version.Object.Size;
+        if (offset >= size || destination.Length == 0)
+        {
+            return new ValueTask<FuseReadResult>(FuseReadResult.Bytes(0));
+        }
+        int want = (int)Math.Min(destination.Length, size - offset);
+        int chunkSize = _cache.ChunkSize;
+        ObjectKey key = file.Version.Key;
+
+        ScheduleReadAhead(file, offset, want);
+
+        // The hit path: every chunk the read touches is in the cache.
+        int done = 0;
+        try
+        {
+            while (done < want)
+            {
+                long position = offset + done;
+                long index = position / chunkSize;
+                long inChunk = position - (index * chunkSize);
+                int part = (int)Math.Min(want - done, chunkSize - inChunk);
+                if (!_cache.TryRead(new ChunkKey(key, index), inChunk, destination.Span.Slice(done, part), out int n) || n != part)
+                {
+                    // A miss, or a stored chunk shorter than this version's (stale): the slow path refetches.
+                    break;
+                }
+                _counters.Hit();
+                done += part;
+            }
+        }
+        catch (IOException)
+        {
+            // A chunk file damaged behind the cache's back: fetch it again on the slow path.
+        }
+        catch (ObjectDisposedException)
+        {
+            return new ValueTask<FuseReadResult>(Errno.EIO); // the host is shutting down
+        }
+
+        if (done == want)
+        {
+            _counters.Served(want);
+            return new ValueTask<FuseReadResult>(FuseReadResult.Bytes(want));
+        }
+        return ReadMissingAsync(file, offset, destination, done, want, ct);
+    }
+
+    /// <summary>Fetches one chunk into the cache unless it is there (read-ahead and dataset prefetch).</summary>
+    public async Task PrefetchAsync(FileVersion file, long index, CancellationToken ct)
+    {
+        var key = new ChunkKey(file.Key, index);
+        if (_cache.Contains(key))
+        {
+            return;
+        }
+        int length = _cache.GetChunkLength(file.Object.Size, index);
+        using ChunkLease lease = await _cache.GetOrFetchAsync(key, length, new FetchState(_origin, file.Object, index * _cache.ChunkSize), FetchState.Fetch, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>Queues every chunk of a file for bulk prefetch (waits for room in the pool's queue).</summary>
+    public async Task QueueWholeFileAsync(FileVersion file, CancellationToken ct)
+    {
+        if (_prefetcher is null)
+        {
+            return;
+        }
+        long chunks = _cache.GetChunkCount(file.Object.Size);
+        for (long i = 0; i < chunks; i++)
+        {
+            if (!_cache.Contains(new ChunkKey(file.Key, i)))
+            {
+                await _prefetcher.QueueBulkAsync(new PrefetchItem(this, file, i, _mountToken), ct).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Bytes of <paramref name="file"/> that are in the cache now.</summary>
+    public long CachedBytes(FileVersion file)
+    {
+        long total = 0;
+        long chunks = _cache.GetChunkCount(file.Object.Size);
+        for (long i = 0; i < chunks; i++)
+        {
+            if (_cache.Contains(new ChunkKey(file.Key, i)))
+            {
+                total += _cache.GetChunkLength(file.Object.Size, i);
+            }
+        }
+        return total;
+    }
+
+    private void ScheduleReadAhead(OpenFile file, long offset, int length)
+    {
+        if (_prefetcher is null || _maxReadAheadChunks <= 0)
+        {
+            return;
+        }
+        long chunkCount = _cache.GetChunkCount(file.Version.Object.Size);
+        (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, _maxReadAheadChunks);
+        for (long i = from; i < to; i++)
+        {
+            if (!_cache.Contains(new ChunkKey(file.Version.Key, i)))
+            {
+                _prefetcher.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
+            }
+        }
+    }
+
+    private async ValueTask<FuseReadResult> ReadMissingAsync(OpenFile file, long offset, Memory<byte> destination, int done, int want, CancellationToken ct)
+    {
+        int chunkSize = _cache.ChunkSize;
+        OriginObject obj = file.Version.Object;
+        try
+        {
+            while (done < want)
+            {
+                long position = offset + done;
+                long index = position / chunkSize;
+                long inChunk = position - (index * chunkSize);
+                int part = (int)Math.Min(want - done, chunkSize - inChunk);
+                int length = _cache.GetChunkLength(obj.Size, index);
+                ValueTask<ChunkLease> pending = _cache.GetOrFetchAsync(
+                    new ChunkKey(file.Version.Key, index), length, new FetchState(_origin, obj, index * chunkSize), FetchState.Fetch, ct);
+                if (pending.IsCompletedSuccessfully)
+                {
+                    _counters.Hit();
+                }
+                else
+                {
+                    _counters.Miss();
+                }
+                using (ChunkLease lease = await pending.ConfigureAwait(false))
+                {
+                    int n = lease.Read(inChunk, destination.Span.Slice(done, part));
+                    if (n != part)
+                    {
+                        throw new IOException($"chunk {index} of '{obj.Path}' holds {lease.Length} bytes, expected {length}");
+                    }
+                }
+                done += part;
+            }
+            _counters.Served(want);
+            return FuseReadResult.Bytes(want);
+        }
+        catch (Exception e)
+        {
+            Errno errno = ErrnoMap.From(e);
+            if (ErrnoMap.IsExpected(e))
+            {
+                LogReadFailed(_logger, obj.Path, offset, errno.ToString(), e.Message);
+            }
+            else
+            {
+                LogReadFailedUnexpectedly(_logger, obj.Path, offset, errno.ToString(), e);
+            }
+            return errno;
+        }
+    }
+
+    /// <summary>What a chunk fetch needs, passed as state so a cache hit allocates no closure.</summary>
+    private readonly record struct FetchState(IOrigin Origin, OriginObject Object, long Offset)
+    {
+        public static readonly Func<FetchState, Memory<byte>, CancellationToken, ValueTask> Fetch = static (s, buffer, ct) => s.FetchAsync(buffer, ct);
+
+        private async ValueTask FetchAsync(Memory<byte> buffer, CancellationToken ct)
+        {
+            int n = await Origin.ReadAsync(Object, Offset, buffer, ct).ConfigureAwait(false);
+            if (n != buffer.Length)
+            {
+                // The origin promises the whole range of this version; fewer bytes means it changed.
+                throw new OriginObjectChangedException($"'{Object.Path}' at the origin ended after {Offset + n} bytes, expected {Object.Size}");
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Read of '{Path}' at {Offset} failed ({Errno}): {Reason}")]
+    private static partial void LogReadFailed(ILogger logger, string path, long offset, string errno, string reason);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Warning, Message = "Read of '{Path}' at {Offset} failed unexpectedly ({Errno})")]
+    private static partial void LogReadFailedUnexpectedly(ILogger logger, string path, long offset, string errno, Exception exception);
+}

@@ -1,0 +1,145 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace CsiCache.Datasets;
+
+/// <summary>One chunk to fetch in the background.</summary>
+internal readonly record struct PrefetchItem(ChunkReader Reader, FileVersion File, long Index, CancellationToken MountToken);
+
+/// <summary>
+/// The node's one bounded pool of background fetchers, shared by sequential read-ahead and dataset
+/// prefetch (DESIGN "The cache"). Read-ahead is urgent (a reader is about to want the bytes) and is
+/// dropped when its queue is full; dataset prefetch is bulk and waits for room, so a walk over a
+/// huge dataset applies back-pressure instead of queueing it all. Workers take urgent items
+/// first. Every fetch's buffer comes from the cache's <c>BufferBudget</c>, so prefetch can never
+/// take memory beyond the node's bound; and since readers of a chunk being prefetched join its
+/// single flight, prefetch never duplicates an origin read.
+/// </summary>
+internal sealed partial class Prefetcher : IAsyncDisposable
+{
+    private readonly ConcurrentQueue<PrefetchItem> _urgent = new();
+    private readonly ConcurrentQueue<PrefetchItem> _bulk = new();
+    private readonly SemaphoreSlim _items = new(0);
+    private readonly SemaphoreSlim _bulkSlots;
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Task[] _workers;
+    private readonly int _urgentCapacity;
+    private readonly ILogger _logger;
+    private int _urgentCount;
+    private long _completed;
+    private long _dropped;
+
+    public Prefetcher(int workers, int urgentCapacity, int bulkCapacity, ILogger logger)
+    {
+        _urgentCapacity = urgentCapacity;
+        _bulkSlots = new SemaphoreSlim(bulkCapacity, bulkCapacity);
+        _logger = logger;
+        _workers = new Task[workers];
+        for (int i = 0; i < workers; i++)
+        {
+            _workers[i] = Task.Run(RunWorkerAsync);
+        }
+    }
+
+    /// <summary>Background fetches finished (fetched, or found cached).</summary>
+    public long Completed => Interlocked.Read(ref _completed);
+
+    /// <summary>Read-ahead requests dropped because the queue was full.</summary>
+    public long Dropped => Interlocked.Read(ref _dropped);
+
+    /// <summary>Items queued or running.</summary>
+    public int Pending => Volatile.Read(ref _urgentCount) + _bulk.Count;
+
+    /// <summary>Queues read-ahead; false (dropped) when the queue is full or the pool is stopping.</summary>
+    public bool TryQueueReadAhead(in PrefetchItem item)
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return false;
+        }
+        if (Interlocked.Increment(ref _urgentCount) > _urgentCapacity)
+        {
+            Interlocked.Decrement(ref _urgentCount);
+            Interlocked.Increment(ref _dropped);
+            return false;
+        }
+        _urgent.Enqueue(item);
+        _items.Release();
+        return true;
+    }
+
+    /// <summary>Queues a bulk prefetch, waiting for room in the queue.</summary>
+    public async ValueTask QueueBulkAsync(PrefetchItem item, CancellationToken ct)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _stop.Token);
+        await _bulkSlots.WaitAsync(linked.Token).ConfigureAwait(false);
+        _bulk.Enqueue(item);
+        _items.Release();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stop.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await Task.WhenAll(_workers).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        _stop.Dispose();
+    }
+
+    private async Task RunWorkerAsync()
+    {
+        CancellationToken stop = _stop.Token;
+        while (!stop.IsCancellationRequested)
+        {
+            try
+            {
+                await _items.WaitAsync(stop).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            PrefetchItem item;
+            if (_urgent.TryDequeue(out item))
+            {
+                Interlocked.Decrement(ref _urgentCount);
+            }
+            else if (_bulk.TryDequeue(out item))
+            {
+                _bulkSlots.Release();
+            }
+            else
+            {
+                continue;
+            }
+
+            if (item.MountToken.IsCancellationRequested)
+            {
+                continue;
+            }
+            try
+            {
+                using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, item.MountToken);
+                await item.Reader.PrefetchAsync(item.File, item.Index, linked.Token).ConfigureAwait(false);
+                Interlocked.Increment(ref _completed);
+            }
+            catch (OperationCanceledException)
+            {
+                // The mount or the host is stopping.
+            }
+            catch (Exception e)
+            {
+                // Best effort: the reader that wants the chunk fetches it itself and gets the error.
+                LogPrefetchFailed(_logger, item.File.Object.Path, item.Index, e.Message);
+            }
+        }
+    }
+
+    [LoggerMessage(EventId = 3101, Level = LogLevel.Debug, Message = "Prefetch of '{Path}' chunk {Index} failed: {Reason}")]
+    private static partial void LogPrefetchFailed(ILogger logger, string path, long index, string reason);
+}

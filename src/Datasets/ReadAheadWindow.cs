@@ -1,0 +1,55 @@
+namespace CsiCache.Datasets;
+
+/// <summary>
+/// Sequential-access detection for one open file, and the chunks to fetch ahead of it. Two reads
+/// in sequence start read-ahead; the window then doubles per sequential read up to a maximum, and
+/// a jump elsewhere resets it (a random reader should not pay for bytes it will never read).
+/// </summary>
+/// <remarks>
+/// "In sequence" allows some slack: with async reads the kernel has several READs of one file in
+/// flight (its own readahead), and they can arrive slightly out of order.
+/// </remarks>
+internal sealed class ReadAheadWindow
+{
+    /// <summary>Slack for out-of-order READs: a few of the kernel's 1 MiB requests.</summary>
+    private const long Slack = 4L << 20;
+
+    /// <summary>Chunks ahead on the first sequential read; doubled per sequential read after it.</summary>
+    private const int InitialWindow = 2;
+
+    private readonly Lock _gate = new();
+    private long _nextOffset = -1;
+    private int _window;
+    private long _queuedUntil;
+
+    /// <summary>
+    /// Records a read and returns the chunk range [from, to) that should be fetched ahead now
+    /// (empty when none). Each chunk is returned once per sequential run.
+    /// </summary>
+    public (long From, long To) OnRead(long offset, int length, int chunkSize, long chunkCount, int maxWindow)
+    {
+        lock (_gate)
+        {
+            long end = offset + length;
+            bool sequential = _nextOffset >= 0 && offset >= _nextOffset - Slack && offset <= _nextOffset + Slack;
+            _nextOffset = sequential ? Math.Max(_nextOffset, end) : end;
+            if (!sequential)
+            {
+                _window = 0;
+                _queuedUntil = 0;
+                return default;
+            }
+
+            _window = _window == 0 ? Math.Min(InitialWindow, maxWindow) : Math.Min(_window * 2, maxWindow);
+            long current = Math.Max(0, end - 1) / chunkSize;
+            long from = Math.Max(current + 1, _queuedUntil);
+            long to = Math.Min(chunkCount, current + 1 + _window);
+            if (from >= to)
+            {
+                return default;
+            }
+            _queuedUntil = to;
+            return (from, to);
+        }
+    }
+}
