@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds csicache (Release) and the benchmark, then runs it with the arguments given, e.g.
+#   sudo bench/run.sh --quick
+#   sudo bench/run.sh --runs 3 --workloads a,b,c,d --tools native,origin,csicache,rclone,s3fs
+# Run bench/setup.sh once first. The report is printed and also written to bench/last-run.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+dotnet build -c Release src/Cli/CsiCache.Cli.csproj -v q --nologo \
+  -p:CustomAfterMicrosoftCommonTargets="$PWD/bench/cli-bridge.targets" >/dev/null
+dotnet build -c Release bench/CsiCache.Bench/CsiCache.Bench.csproj -v q --nologo >/dev/null
+exec dotnet bench/CsiCache.Bench/bin/Release/net10.0/csicache-bench.dll --output bench/last-run.md "$@"
