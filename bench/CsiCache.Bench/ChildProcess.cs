@@ -62,7 +62,14 @@ internal sealed class ChildProcess : IDisposable
         }
         foreach (KeyValuePair<string, string> kv in environment ?? new Dictionary<string, string>())
         {
-            psi.Environment[kv.Key] = kv.Value;
+            if (kv.Value.Length == 0)
+            {
+                psi.Environment.Remove(kv.Key); // "" removes an inherited variable
+            }
+            else
+            {
+                psi.Environment[kv.Key] = kv.Value;
+            }
         }
         var log = new StreamWriter(logPath, append: true) { AutoFlush = true };
         log.WriteLine($"# {DateTime.UtcNow:O} {file} {string.Join(' ', psi.ArgumentList)}");

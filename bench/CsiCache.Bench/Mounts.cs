@@ -77,6 +77,9 @@ internal sealed class RcloneTool(OriginKind origin) : MountTool("rclone", origin
             env["RCLONE_S3_SECRET_ACCESS_KEY"] = S3rverServer.SecretKey;
             env["RCLONE_S3_REGION"] = "us-east-1";
             env["RCLONE_S3_FORCE_PATH_STYLE"] = "true";
+            // rclone 1.60's S3 backend fails to start ("unable to load custom CA bundle") when
+            // AWS_CA_BUNDLE is set, as it is on this machine; the endpoint is plain http anyway.
+            env["AWS_CA_BUNDLE"] = "";
         }
         // Read-only and long metadata lifetimes, as csicache assumes an immutable dataset while mounted.
         args.AddRange(["--vfs-cache-mode", "full", "--cache-dir", cacheDirectory, "--vfs-cache-max-size", "200G", "--read-only",

@@ -299,6 +299,15 @@ internal sealed class S3Target : ReadTarget
             ListObjectsV2Response page = _client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = _bucket, Prefix = prefix, ContinuationToken = token, MaxKeys = 1000 }).GetAwaiter().GetResult();
             foreach (S3Object o in page.S3Objects ?? [])
             {
+                if (o.Key == prefix)
+                {
+                    continue;
+                }
+                if (o.Key.EndsWith('/'))
+                {
+                    directories.Add(o.Key.TrimEnd('/')); // a directory marker, not a file
+                    continue;
+                }
                 files++;
                 bytes += o.Size ?? 0;
                 for (int slash = o.Key.IndexOf('/', prefix.Length); slash > 0; slash = o.Key.IndexOf('/', slash + 1))

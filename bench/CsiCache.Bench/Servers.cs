@@ -127,13 +127,14 @@ internal sealed class S3rverServer : IDisposable
     {
         string marker = Path.Join(store, "..", Path.GetFileName(store) + ".complete");
         string description = data.Shape.ToString();
+        using AmazonS3Client client = S3Target.CreateClient(Endpoint, AccessKey, SecretKey);
         if (File.Exists(marker) && File.ReadAllText(marker) == description)
         {
             log.WriteLine("s3rver: reusing the uploaded data set");
+            PutDirectoryMarkers(client, data);
             return;
         }
         log.WriteLine($"s3rver: uploading the data set ({Format.Bytes(data.Shape.TotalBytes)}, once) ...");
-        using AmazonS3Client client = S3Target.CreateClient(Endpoint, AccessKey, SecretKey);
         try
         {
             client.PutBucketAsync(Bucket).GetAwaiter().GetResult();
@@ -153,7 +154,35 @@ internal sealed class S3rverServer : IDisposable
                 AutoCloseStream = false,
             }).GetAwaiter().GetResult();
         });
+        PutDirectoryMarkers(client, data);
         File.WriteAllText(marker, description);
+    }
+
+    /// <summary>
+    /// s3rver 3.7 answers a delimited listing with no CommonPrefix for a "directory" holding only
+    /// deeper keys (prefix=imagenet/ lists nothing, and the root omits imagenet/), so every S3
+    /// client would see an empty tree. Zero-byte "dir/" marker objects (what the S3 console and
+    /// s3fs create) for the directories that hold no object directly make those listings right.
+    /// </summary>
+    private static void PutDirectoryMarkers(AmazonS3Client client, Dataset data)
+    {
+        var direct = new HashSet<string>(StringComparer.Ordinal);
+        var all = new HashSet<string>(StringComparer.Ordinal);
+        foreach (DataFile file in data.AllFiles)
+        {
+            string dir = Path.GetDirectoryName(file.RelativePath)!.Replace('\\', '/');
+            direct.Add(dir);
+            for (string d = dir; d.Length > 0; d = Path.GetDirectoryName(d)?.Replace('\\', '/') ?? "")
+            {
+                all.Add(d);
+            }
+        }
+        foreach (string dir in all.Where(d => !direct.Contains(d)))
+        {
+            // s3fs takes a marker for a directory only with this content type (the one it writes itself).
+            client.PutObjectAsync(new PutObjectRequest { BucketName = Bucket, Key = dir + "/", ContentBody = "", ContentType = "application/x-directory", UseChunkEncoding = false })
+                .GetAwaiter().GetResult();
+        }
     }
 
     public void Dispose() => _process.Dispose();
