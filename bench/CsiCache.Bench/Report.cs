@@ -94,6 +94,48 @@ internal sealed class Results(Dataset data, IReadOnlyList<WorkloadId> workloads)
         }
     }
 
+    private readonly Dictionary<string, Dictionary<WorkloadId, List<double>>> _cpu = [];
+
+    /// <summary>CPU seconds (user + system) the daemon spent during one pass.</summary>
+    public void AddCpu(Row row, WorkloadId workload, double seconds)
+    {
+        if (!_cpu.TryGetValue(row.Key, out var byWorkload))
+        {
+            byWorkload = [];
+            _cpu[row.Key] = byWorkload;
+        }
+        if (!byWorkload.TryGetValue(workload, out var list))
+        {
+            list = [];
+            byWorkload[workload] = list;
+        }
+        list.Add(seconds);
+    }
+
+    /// <summary>Daemon CPU per pass, median, for the rows of mounted tools: what each costs on a 2-core box.</summary>
+    public string CpuMarkdown()
+    {
+        var sb = new StringBuilder();
+        sb.Append("| daemon CPU seconds per pass (median) | state | ");
+        sb.AppendJoin(" | ", workloads.Select(w => Workloads.Title(w, data).Split(' ')[0] + " " + Workloads.Title(w, data).Split(' ')[1]));
+        sb.AppendLine(" |");
+        sb.Append("| --- | --- |");
+        foreach (WorkloadId _ in workloads)
+        {
+            sb.Append(" ---: |");
+        }
+        sb.AppendLine();
+        foreach (Row row in _rows.Where(r => _cpu.ContainsKey(r.Key)))
+        {
+            string origin = row.Origin == OriginKind.S3 ? "s3" : "http";
+            sb.Append(CultureInfo.InvariantCulture, $"| {row.Tool} ({origin}) | {row.StateText} | ");
+            sb.AppendJoin(" | ", workloads.Select(w => _cpu[row.Key].TryGetValue(w, out var list) && list.Count > 0
+                ? list.Order().ElementAt(list.Count / 2).ToString("0.00", CultureInfo.InvariantCulture) : "–"));
+            sb.AppendLine(" |");
+        }
+        return sb.ToString();
+    }
+
     public void AddPeakRss(string tool, long bytes)
     {
         _peakRss[tool] = Math.Max(bytes, _peakRss.GetValueOrDefault(tool));
