@@ -118,5 +118,36 @@ internal sealed class DatasetEntry
         }
     }
 
+    /// <summary>How this file is open now (created on first open: most entries are never opened).</summary>
+    public OpenState Opens
+    {
+        get
+        {
+            OpenState? state = Volatile.Read(ref _opens);
+            return state ?? Interlocked.CompareExchange(ref _opens, new OpenState(), null) ?? _opens;
+        }
+    }
+
+    private OpenState? _opens;
+
     public override string ToString() => $"{NodeId:x16} '{Path}' ({Kind})";
+}
+
+/// <summary>
+/// The open handles of one file by I/O mode. The kernel puts an inode in one mode at a time:
+/// a passthrough open while a cached (READ-served) open exists, or the reverse, fails the user's
+/// open(2) with EIO; and all concurrent passthrough opens must share one backing file. So an open
+/// joins whichever mode the inode is in, and only a file open nowhere may start passthrough.
+/// </summary>
+internal sealed class OpenState
+{
+    public Lock Gate { get; } = new();
+
+    /// <summary>Handles served by READ.</summary>
+    public int CachedOpens { get; set; }
+
+    /// <summary>Handles served by the kernel from <see cref="Backing"/>.</summary>
+    public int PassthroughOpens { get; set; }
+
+    public CsiCache.Fuse.Passthrough.BackingId? Backing { get; set; }
 }

@@ -1,5 +1,7 @@
 using System.Text;
+using CsiCache.Cache;
 using CsiCache.Fuse;
+using CsiCache.Fuse.Passthrough;
 using CsiCache.Origins;
 using Microsoft.Extensions.Logging;
 
@@ -40,9 +42,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private readonly CancellationToken _stopping;
     private readonly ILogger _logger;
     private readonly Func<(long Blocks, long Free)> _space;
+    private readonly bool _passthrough;
+    private long _passthroughOpens;
 
-    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null)
+    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, bool passthrough = false)
     {
+        _passthrough = passthrough;
         _tree = tree;
         _reader = reader;
         _logger = logger;
@@ -69,7 +74,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno Lookup(ulong parent, ReadOnlySpan<byte> name, out FuseEntry entry)
     {
         entry = default;
-        if (!_tree.TryGetNode(parent, out DatasetEntry directory))
+        if (!TryResolveNode(parent, out DatasetEntry directory))
         {
             return Errno.ESTALE; // an id we never gave out (or from before a restart we cannot map)
         }
@@ -112,7 +117,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     {
         attributes = default;
         timeout = _timeout;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -134,7 +139,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno ReadLink(ulong nodeId, Span<byte> target, out int length)
     {
         length = 0;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -165,7 +170,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return Errno.EROFS;
         }
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -176,7 +181,6 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         try
         {
             FileVersion version = _tree.ResolveFile(node, _stopping);
-            var open = new OpenFile(node, version);
             FuseOpenOptions options = FuseOpenOptions.NoFlush;
             // The kernel may keep pages from earlier opens only when they hold this same version.
             string? previous = node.LastOpenedVersion;
@@ -185,10 +189,26 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             {
                 options |= FuseOpenOptions.KeepCache;
             }
-            // Passthrough goes here: when the connection offers it and the whole file is one cached
-            // chunk file, register that file as the backing file (one BackingId per node, released
-            // with the last handle) and answer FOPEN_PASSTHROUGH. Not done yet; READ serves it.
-            result = new FuseOpenResult { Handle = _files.Add(open), Options = options };
+
+            OpenState opens = node.Opens;
+            lock (opens.Gate)
+            {
+                int backingId = TryPassthrough(opens, version);
+                var open = new OpenFile(node, version, passthrough: backingId != 0);
+                if (open.Passthrough)
+                {
+                    opens.PassthroughOpens++;
+                    // The kernel allows only PASSTHROUGH, DIRECT_IO, PARALLEL_DIRECT_WRITES and NOFLUSH
+                    // with a backing file (FOPEN_PASSTHROUGH_MASK); KEEP_CACHE would fail open(2) with EIO.
+                    // The page cache is not used in this mode anyway.
+                    options = (options & ~FuseOpenOptions.KeepCache) | FuseOpenOptions.Passthrough;
+                }
+                else
+                {
+                    opens.CachedOpens++;
+                }
+                result = new FuseOpenResult { Handle = _files.Add(open), Options = options, BackingId = backingId };
+            }
             return Errno.Ok;
         }
         catch (Exception e)
@@ -197,21 +217,137 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
     }
 
+    /// <summary>Passthrough opens served so far (the kernel read them without a READ reaching us).</summary>
+    public long PassthroughOpensServed => Interlocked.Read(ref _passthroughOpens);
+
+    /// <summary>
+    /// FUSE_PASSTHROUGH for a file the cache holds whole in one chunk file: the kernel then reads that
+    /// file itself, at native speed. Only on an immutable dataset (a refresh could change the version
+    /// under an open backing file), only when no READ-served handle is open on the inode, and all
+    /// concurrent passthrough opens share one backing id. Returns the backing id, or 0 for READ.
+    /// Called under <paramref name="opens"/>' lock.
+    /// </summary>
+    private int TryPassthrough(OpenState opens, FileVersion version)
+    {
+        if (opens.PassthroughOpens > 0 && opens.Backing is { } shared)
+        {
+            Interlocked.Increment(ref _passthroughOpens);
+            return shared.Id;
+        }
+        if (!_passthrough || opens.CachedOpens > 0 || _tree.Refresh is not null || Connection is not { PassthroughEnabled: true } connection)
+        {
+            return 0;
+        }
+        if (!_reader.Cache.TryGetWholeObject(version.Key, version.Object.Size, out ChunkLease? lease))
+        {
+            return 0;
+        }
+        using (lease)
+        {
+            // The kernel takes its own reference to the file: eviction may unlink it afterwards.
+            if (lease.FileHandle is null || !connection.TryOpenBackingFile(lease.FileHandle, out BackingId? backing, out Errno error))
+            {
+                return 0;
+            }
+            _ = error;
+            opens.Backing = backing;
+            Interlocked.Increment(ref _passthroughOpens);
+            return backing!.Id;
+        }
+    }
+
     public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
-        if (!_files.TryGet(handle, out OpenFile open))
+        if (!_files.TryGet(handle, out OpenFile open) && !TryAdoptFile(nodeId, handle, out open))
         {
             return new ValueTask<FuseReadResult>(Errno.EBADF);
         }
         return _reader.ReadAsync(open, offset, destination, cancellationToken);
     }
 
-    public void Release(ulong nodeId, ulong handle) => _files.TryRemove(handle, out _);
+    /// <summary>
+    /// A READ on a handle this process never opened: after a takeover of the connection, files the
+    /// previous process opened are still open in the kernel. READ carries the node id, so the handle
+    /// is reopened here on the file's current version (READ-served, as the previous process's
+    /// passthrough opens never send READ).
+    /// </summary>
+    private bool TryAdoptFile(ulong nodeId, ulong handle, out OpenFile open)
+    {
+        open = null!;
+        if (!TryResolveNode(nodeId, out DatasetEntry node) || node.Kind != OriginEntryKind.File)
+        {
+            return false;
+        }
+        try
+        {
+            FileVersion version = _tree.ResolveFile(node, _stopping);
+            OpenState opens = node.Opens;
+            lock (opens.Gate)
+            {
+                var adopted = new OpenFile(node, version);
+                open = _files.Adopt(handle, adopted);
+                if (ReferenceEquals(open, adopted))
+                {
+                    opens.CachedOpens++;
+                }
+            }
+            return true;
+        }
+        catch (Exception e)
+        {
+            Fail("reopen", node.Path, e);
+            return false;
+        }
+    }
+
+    /// <summary>The node for an id: from memory, or (after a takeover) found again by walking the listings.</summary>
+    private bool TryResolveNode(ulong nodeId, out DatasetEntry node)
+    {
+        if (_tree.TryGetNode(nodeId, out node))
+        {
+            return true;
+        }
+        try
+        {
+            DatasetEntry? found = DatasetTree.WaitForOrigin(_tree.FindByIdAsync(nodeId, _stopping));
+            node = found!;
+            return found is not null;
+        }
+        catch (Exception e)
+        {
+            Fail("find node", nodeId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), e);
+            return false;
+        }
+    }
+
+    public void Release(ulong nodeId, ulong handle)
+    {
+        if (!_files.TryRemove(handle, out OpenFile open))
+        {
+            return;
+        }
+        OpenState opens = open.Entry.Opens;
+        lock (opens.Gate)
+        {
+            if (!open.Passthrough)
+            {
+                opens.CachedOpens--;
+                return;
+            }
+            // The kernel drops the inode's backing file with its last passthrough file, before it
+            // sends this RELEASE; our registration goes with it.
+            if (--opens.PassthroughOpens == 0)
+            {
+                opens.Backing?.Dispose();
+                opens.Backing = null;
+            }
+        }
+    }
 
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
-        if (!_tree.TryGetNode(nodeId, out DatasetEntry node))
+        if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
         }
@@ -238,7 +374,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     {
         if (!_directories.TryGet(handle, out OpenDirectory open))
         {
-            return Errno.EBADF;
+            // A handle from before a takeover: list the directory's current listing under it.
+            if (!TryResolveNode(nodeId, out DatasetEntry directory) || !directory.IsDirectory)
+            {
+                return Errno.EBADF;
+            }
+            open = _directories.Adopt(handle, new OpenDirectory(directory, _tree.CurrentListing(directory)));
         }
         try
         {

@@ -22,6 +22,7 @@ namespace CsiCache.Datasets;
 /// lookup or opendir, and a file whose version was checked longer ago is stat'ed again on the
 /// next open or getattr; a changed version token is a new cache key.</para>
 /// </remarks>
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Reliability", "CA1001", Justification = "SemaphoreSlim needs disposing only once its AvailableWaitHandle was used, which it never is here; the tree lives as long as its mount.")]
 internal sealed class DatasetTree
 {
     /// <summary>Linux NAME_MAX: the kernel refuses longer names, so such origin entries are not shown.</summary>
@@ -31,6 +32,7 @@ internal sealed class DatasetTree
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<ulong, DatasetEntry> _nodes = new();
     private readonly Func<CancellationToken, CancellationTokenSource> _deadline;
+    private readonly SemaphoreSlim _walk = new(1, 1);
     private long _skippedNames;
 
     /// <param name="origin">Where listings and stats come from.</param>
@@ -72,6 +74,56 @@ internal sealed class DatasetTree
 
     /// <summary>Every entry known, for statistics and prefetch (a snapshot, in no order).</summary>
     public IEnumerable<DatasetEntry> KnownEntries => _nodes.Values;
+
+    /// <summary>
+    /// The entry for a node id this process has not handed out: after a restart that took over a
+    /// live /dev/fuse connection, the kernel still holds the old ids. Ids are a hash of the path, so
+    /// walking the listings (breadth first, as a fresh mount would) finds them again. One walk at a
+    /// time, bounded by <paramref name="maxDirectories"/>; null when the id is not in the dataset.
+    /// </summary>
+    public async ValueTask<DatasetEntry?> FindByIdAsync(ulong nodeId, CancellationToken ct, int maxDirectories = 100_000)
+    {
+        if (_nodes.TryGetValue(nodeId, out DatasetEntry? known))
+        {
+            return known;
+        }
+        await _walk.WaitAsync(ct).ConfigureAwait(false);
+        try
+        {
+            var pending = new Queue<DatasetEntry>();
+            pending.Enqueue(Root);
+            for (int listed = 0; pending.Count > 0 && listed < maxDirectories; listed++)
+            {
+                if (_nodes.TryGetValue(nodeId, out known))
+                {
+                    return known;
+                }
+                DatasetEntry directory = pending.Dequeue();
+                DirectoryListing listing = CurrentListing(directory);
+                for (int i = 0; ; i++)
+                {
+                    DatasetEntry? child = await GetEntryAtAsync(listing, i, ct).ConfigureAwait(false);
+                    if (child is null)
+                    {
+                        break;
+                    }
+                    if (child.NodeId == nodeId)
+                    {
+                        return child;
+                    }
+                    if (child.IsDirectory)
+                    {
+                        pending.Enqueue(child);
+                    }
+                }
+            }
+            return _nodes.TryGetValue(nodeId, out known) ? known : null;
+        }
+        finally
+        {
+            _walk.Release();
+        }
+    }
 
     /// <summary>Installs the root's first page, fetched by the mount-time check so it is not fetched twice.</summary>
     public void SeedRoot(OriginListPage firstPage)

@@ -1,8 +1,11 @@
 namespace CsiCache.Datasets;
 
 /// <summary>One open of a file: the version it reads (fixed for the handle's life) and its read-ahead state.</summary>
-internal sealed class OpenFile(DatasetEntry entry, FileVersion version)
+internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool passthrough = false)
 {
+    /// <summary>Reads of this handle never reach us: the kernel serves them from the cached chunk file.</summary>
+    public bool Passthrough { get; } = passthrough;
+
     public DatasetEntry Entry { get; } = entry;
 
     public FileVersion Version { get; } = version;
@@ -18,12 +21,17 @@ internal sealed class OpenDirectory(DatasetEntry entry, DirectoryListing listing
     public DirectoryListing Listing { get; } = listing;
 }
 
-/// <summary>Handles handed to the kernel: a counter and a table. Handle 0 is never used (some tools treat it as "none").</summary>
+/// <summary>
+/// Handles handed to the kernel: a counter and a table. The counter starts at the current time in
+/// microseconds, so a restarted process that takes over the connection never hands out a number
+/// an earlier process gave to a handle that is still open (that would need the earlier one to have
+/// opened more than one file per microsecond of its life). Handle 0 is never used.
+/// </summary>
 internal sealed class HandleTable<T>
     where T : class
 {
     private readonly System.Collections.Concurrent.ConcurrentDictionary<ulong, T> _open = new();
-    private long _next;
+    private long _next = (DateTime.UtcNow.Ticks - DateTime.UnixEpoch.Ticks) / 10; // microseconds since 1970
 
     public int Count => _open.Count;
 
@@ -35,6 +43,9 @@ internal sealed class HandleTable<T>
     }
 
     public bool TryGet(ulong handle, out T value) => _open.TryGetValue(handle, out value!);
+
+    /// <summary>Registers a handle an earlier process handed out (a takeover); the first one wins.</summary>
+    public T Adopt(ulong handle, T value) => _open.GetOrAdd(handle, value);
 
     public bool TryRemove(ulong handle, out T value) => _open.TryRemove(handle, out value!);
 

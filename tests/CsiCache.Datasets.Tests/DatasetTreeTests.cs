@@ -178,6 +178,52 @@ public sealed class DatasetTreeTests
     }
 
     [Fact]
+    public async Task FindById_UnknownIdAfterRestart_IsFoundByWalkingTheListings()
+    {
+        var origin = new InMemoryOrigin();
+        origin.AddFile("a/b/c/deep.bin", 5);
+        origin.AddFile("x/y.bin", 6);
+        var before = new DatasetTree(origin, refresh: null);
+        DatasetEntry deep = (await before.FindChildAsync((await before.FindChildAsync((await before.FindChildAsync((await before.FindChildAsync(before.Root, "a", Ct))!, "b", Ct))!, "c", Ct))!, "deep.bin", Ct))!;
+
+        // A new process knows nothing yet; the kernel asks about the old id.
+        var after = new DatasetTree(origin, refresh: null);
+        Assert.False(after.TryGetNode(deep.NodeId, out _));
+        DatasetEntry? found = await after.FindByIdAsync(deep.NodeId, Ct);
+        Assert.NotNull(found);
+        Assert.Equal("a/b/c/deep.bin", found.Path);
+        Assert.Null(await after.FindByIdAsync(0x1234_5678_9abc_def0, Ct));
+    }
+
+    [Fact]
+    public async Task FileSystem_HandleFromAnEarlierProcess_IsReopenedOnRead()
+    {
+        var origin = new InMemoryOrigin();
+        origin.AddFile("d/f.bin", 3000);
+        using var temp = new TempDirectory("takeover");
+        using var cache = new Cache.ChunkCache(new Cache.ChunkCacheOptions { RootDirectory = temp.Path, QuotaBytes = 64 << 20, ChunkSize = 1 << 20, FlushToDisk = false });
+        var log = Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance;
+
+        var first = new DatasetFileSystem(new DatasetTree(origin, null), new ChunkReader(cache, origin, new MountCounters(), null, 0, log, Ct), log, Ct);
+        Assert.Equal(Fuse.Errno.Ok, first.Lookup(1, "d"u8, out Fuse.FuseEntry d));
+        Assert.Equal(Fuse.Errno.Ok, first.Lookup(d.NodeId, "f.bin"u8, out Fuse.FuseEntry f));
+        Assert.Equal(Fuse.Errno.Ok, first.Open(f.NodeId, 0, out Fuse.FuseOpenResult open));
+
+        // The next process serves the same connection: same node id, same handle number.
+        var second = new DatasetFileSystem(new DatasetTree(origin, null), new ChunkReader(cache, origin, new MountCounters(), null, 0, log, Ct), log, Ct);
+        byte[] buffer = new byte[4096];
+        Fuse.FuseReadResult read = await second.ReadAsync(f.NodeId, open.Handle, 1000, buffer, Ct);
+        Assert.Equal(Fuse.Errno.Ok, read.Error);
+        Assert.Equal(2000, read.BytesRead);
+        Assert.Equal((byte)(1000 * 31 % 251), buffer[0]);
+        Assert.Equal(Fuse.Errno.Ok, second.GetAttr(d.NodeId, out Fuse.FuseAttributes attributes, out _));
+        Assert.Equal(Fuse.FuseFileType.Directory, attributes.Mode & Fuse.FuseFileType.Mask);
+        Assert.Equal(Fuse.Errno.Ok, second.Open(f.NodeId, 0, out Fuse.FuseOpenResult reopened));
+        Assert.NotEqual(open.Handle, reopened.Handle);
+        Assert.Equal(Fuse.Errno.ESTALE, second.GetAttr(0x1234_5678_9abc_def0, out _, out _));
+    }
+
+    [Fact]
     public void NodeIds_AreStableSpreadAndNeverReserved()
     {
         Assert.Equal(NodeIds.Root, NodeIds.ForPath("", 0));
@@ -220,7 +266,11 @@ public sealed class DatasetTreeTests
         Assert.Equal(1, read.BytesRead);
         Assert.Equal((byte)0, buffer[0]);
         fs.Release(entry.NodeId, open.Handle);
-        Assert.Equal(Fuse.Errno.EBADF, (await fs.ReadAsync(entry.NodeId, open.Handle, 0, buffer, Ct)).Error);
+        Assert.Equal(0, one.Opens.CachedOpens);
+        // The kernel never reads a released handle; an unknown handle is taken for one opened by a
+        // previous process (a takeover) and reopened from the READ's node id.
+        Assert.Equal(1, (await fs.ReadAsync(entry.NodeId, open.Handle, 0, buffer, Ct)).BytesRead);
+        Assert.Equal(Fuse.Errno.EBADF, (await fs.ReadAsync(0x1234_5678_9abc_def0, 77, 0, buffer, Ct)).Error);
 
         tree.Forget(entry.NodeId, 1);
         Assert.Equal(0, one.Lookups);

@@ -35,6 +35,9 @@ internal sealed class HttpTestOrigin : IAsyncDisposable
 
     public ConcurrentQueue<OriginRequest> Requests { get; } = new();
 
+    /// <summary>Requests as they start (method and path), before they are answered.</summary>
+    public ConcurrentQueue<string> Started { get; } = new();
+
     public Uri BaseUri { get; private set; } = null!;
 
     /// <summary>Bytes per second for file bodies; 0 = unthrottled.</summary>
@@ -96,6 +99,7 @@ internal sealed class HttpTestOrigin : IAsyncDisposable
         HttpResponse response = context.Response;
         string rawPath = request.Path.Value ?? "/";
         (long? rangeStart, long? rangeEnd) = ParseRange(request.Headers.Range.ToString());
+        Started.Enqueue(request.Method + " " + rawPath);
         try
         {
             if (RequiredAuthorization is not null && request.Headers.Authorization.ToString() != RequiredAuthorization)

@@ -44,7 +44,7 @@ public sealed class MountFailureTests
         Assert.Null(MountInfo.Find(mountPoint));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_MissingDirectory_ThrowsNotFoundAndMountsNothing()
     {
         Privileges.RequireRootAndFuse();
@@ -60,7 +60,7 @@ public sealed class MountFailureTests
         Assert.Equal(0, host.GetStats().ActiveMounts);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_MissingSubPath_ThrowsNotFound()
     {
         Privileges.RequireRootAndFuse();
@@ -72,7 +72,7 @@ public sealed class MountFailureTests
         Assert.Equal(DatasetErrorKind.NotFound, e.Kind);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_OriginDown_ThrowsOriginUnavailableWithinDeadline()
     {
         Privileges.RequireRootAndFuse();
@@ -90,7 +90,7 @@ public sealed class MountFailureTests
         Assert.Null(MountInfo.Find(mountPoint));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_CredentialsRefused_ThrowsAccessDeniedWithoutTheSecret()
     {
         Privileges.RequireRootAndFuse();
@@ -120,7 +120,7 @@ public sealed class MountFailureTests
         Assert.Equal("x", File.ReadAllText(Path.Combine(mountPoint, "x")));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_MemoryMediumWithoutMemoryCache_ThrowsInvalidSource()
     {
         using var temp = new TempDirectory("mem");
@@ -131,7 +131,7 @@ public sealed class MountFailureTests
         Assert.Contains("memory", e.Message, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_MountPointAlreadyMounted_ThrowsMountFailedAndKeepsTheFirst()
     {
         Privileges.RequireRootAndFuse();
@@ -147,7 +147,7 @@ public sealed class MountFailureTests
         Assert.Equal("a", File.ReadAllText(test.PathOf("a")));
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task MountAsync_RelativeMountPoint_ThrowsMountFailed()
     {
         using var temp = new TempDirectory("rel");
@@ -157,7 +157,7 @@ public sealed class MountFailureTests
         Assert.Equal(DatasetErrorKind.MountFailed, e.Kind);
     }
 
-    [Fact]
+    [Fact(Timeout = 90_000)]
     public async Task HostDispose_StopsEveryMount()
     {
         Privileges.RequireRootAndFuse();

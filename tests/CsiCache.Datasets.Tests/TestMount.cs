@@ -41,14 +41,15 @@ internal sealed class TestMount : IAsyncDisposable
         string source,
         Dictionary<string, string>? parameters = null,
         Func<TempDirectory, DatasetHostOptions>? hostOptions = null,
-        Dictionary<string, string>? secrets = null)
+        Dictionary<string, string>? secrets = null,
+        bool passthrough = false)
     {
         Privileges.RequireRootAndFuse();
         var temp = new TempDirectory("mnt");
         DatasetHost? host = null;
         try
         {
-            host = new DatasetHost(hostOptions?.Invoke(temp) ?? HostOptions(temp));
+            host = new DatasetHost(hostOptions?.Invoke(temp) ?? HostOptions(temp)) { PassthroughEnabled = passthrough };
             DatasetMount mount = await host.MountAsync(
                 new DatasetMountOptions(source, parameters ?? [], secrets ?? [], Path.Combine(temp.Path, "mnt")),
                 TestContext.Current.CancellationToken);
