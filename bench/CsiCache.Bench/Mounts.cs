@@ -25,7 +25,10 @@ internal abstract class MountTool(string name, OriginKind origin)
     public abstract ChildProcess Start(Origins origins, string mountPoint, string cacheDirectory, string scratch, string logPath);
 }
 
-/// <summary><c>csicache mount</c>, the binary built from this repository.</summary>
+/// <summary>
+/// <c>csicache mount</c>, the binary built from this repository. Stopped with SIGTERM, not SIGINT: a
+/// process started from a background job of a non-interactive shell inherits SIGINT ignored.
+/// </summary>
 internal sealed class CsiCacheTool(OriginKind origin, string binary, string cacheSize, string memoryLimit) : MountTool("csicache", origin)
 {
     public string MemoryLimit => memoryLimit;
@@ -53,7 +56,7 @@ internal sealed class CsiCacheTool(OriginKind origin, string binary, string cach
             env["CSICACHE_SECRET_secretAccessKey"] = S3rverServer.SecretKey;
         }
         args.AddRange([mountPoint, "--cache-dir", cacheDirectory, "--cache-size", cacheSize, "--memory-limit", memoryLimit, "--log-level", "Warning"]);
-        return ChildProcess.Start(file, args, logPath, stopSignal: "INT", environment: env);
+        return ChildProcess.Start(file, args, logPath, stopSignal: "TERM", environment: env);
     }
 }
 
@@ -84,7 +87,7 @@ internal sealed class RcloneTool(OriginKind origin) : MountTool("rclone", origin
         // Read-only and long metadata lifetimes, as csicache assumes an immutable dataset while mounted.
         args.AddRange(["--vfs-cache-mode", "full", "--cache-dir", cacheDirectory, "--vfs-cache-max-size", "200G", "--read-only",
             "--dir-cache-time", "1h", "--attr-timeout", "1h", "--log-level", "NOTICE", "--config", "/dev/null"]);
-        return ChildProcess.Start("rclone", args, logPath, stopSignal: "INT", environment: env);
+        return ChildProcess.Start("rclone", args, logPath, stopSignal: "TERM", environment: env);
     }
 }
 
