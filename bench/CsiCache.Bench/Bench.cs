@@ -45,7 +45,7 @@ internal sealed class Bench(BenchOptions options, TextWriter log)
 
         var tools = new List<MountTool>();
         string? binary = null;
-        if (options.Tools.Contains("csicache") || options.Tools.Contains("csicache-s3"))
+        if (options.Tools.Contains("csicache") || options.Tools.Contains("csicache-s3") || options.Tools.Contains("csicache-pt"))
         {
             binary = options.CsiCacheBinary ?? Path.Join(repo, "src", "Cli", "bin", "Release", "net10.0", "csicache");
             if (!File.Exists(binary))
@@ -55,6 +55,7 @@ internal sealed class Bench(BenchOptions options, TextWriter log)
         }
         string cacheSize = Math.Max(2, (long)Math.Ceiling(options.Shape.TotalBytes * 1.5 / (1L << 30))) + "Gi";
         if (options.Tools.Contains("csicache")) tools.Add(new CsiCacheTool(OriginKind.Http, binary!, cacheSize, options.MemoryLimit));
+        if (options.Tools.Contains("csicache-pt")) tools.Add(new CsiCacheTool(OriginKind.Http, binary!, cacheSize, options.MemoryLimit, passthrough: true));
         if (options.Tools.Contains("rclone")) tools.Add(new RcloneTool(OriginKind.Http));
         if (options.Tools.Contains("s3fs")) tools.Add(new S3fsTool());
         if (options.Tools.Contains("csicache-s3")) tools.Add(new CsiCacheTool(OriginKind.S3, binary!, cacheSize, options.MemoryLimit));
@@ -213,14 +214,14 @@ internal sealed class Bench(BenchOptions options, TextWriter log)
         DeleteDirectory(cache);
     }
 
-    /// <summary>A timed pass over a mount, noting the CPU seconds its daemon spent during it.</summary>
+    /// <summary>A timed pass over a mount, noting how many cores its daemon kept busy during it (CPU seconds ÷ pass seconds).</summary>
     private PassResult TimedWithCpu(Func<PassResult> body, MountSession session, Row row, WorkloadId w)
     {
         double before = session.Process.CpuSeconds();
         PassResult result = Timed(body, session);
-        if (!session.Process.HasExited)
+        if (!session.Process.HasExited && result.Valid)
         {
-            _results.AddCpu(row, w, session.Process.CpuSeconds() - before);
+            _results.AddCpu(row, w, (session.Process.CpuSeconds() - before) / result.Seconds);
         }
         return result;
     }

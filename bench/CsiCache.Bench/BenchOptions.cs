@@ -12,7 +12,7 @@ internal sealed record BenchOptions(
     TimeSpan PassTimeout,
     string? OutputFile)
 {
-    public static readonly string[] KnownTools = ["native", "origin", "csicache", "rclone", "s3fs", "csicache-s3", "rclone-s3"];
+    public static readonly string[] KnownTools = ["native", "origin", "csicache", "rclone", "s3fs", "csicache-s3", "rclone-s3", "csicache-pt"];
 
     public static IReadOnlySet<string> ParseList(string text)
     {

@@ -7,7 +7,8 @@ var runs = new Option<int>("--runs") { Description = "runs per figure; each figu
 var workloads = new Option<string>("--workloads") { Description = "a (sequential), b (small files), c (random shard reads), d (listing)", DefaultValueFactory = _ => "a,b,c,d" };
 var tools = new Option<string>("--tools")
 {
-    Description = "native, origin, csicache, rclone, s3fs; csicache-s3 and rclone-s3 run those over the S3 origin too",
+    Description = "native, origin, csicache, rclone, s3fs; csicache-s3 and rclone-s3 run those over the S3 origin too; "
+        + "csicache-pt is csicache with CSICACHE_PASSTHROUGH=1",
     DefaultValueFactory = _ => "native,origin,csicache,rclone,s3fs",
 };
 var workDir = new Option<string>("--work-dir") { Description = "data set, caches and mount points", DefaultValueFactory = _ => "/var/tmp/csicache-bench" };

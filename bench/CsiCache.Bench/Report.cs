@@ -96,7 +96,7 @@ internal sealed class Results(Dataset data, IReadOnlyList<WorkloadId> workloads)
 
     private readonly Dictionary<string, Dictionary<WorkloadId, List<double>>> _cpu = [];
 
-    /// <summary>CPU seconds (user + system) the daemon spent during one pass.</summary>
+    /// <summary>Cores the daemon kept busy during one pass: its CPU seconds (user + system) ÷ the pass's seconds.</summary>
     public void AddCpu(Row row, WorkloadId workload, double seconds)
     {
         if (!_cpu.TryGetValue(row.Key, out var byWorkload))
@@ -112,12 +112,12 @@ internal sealed class Results(Dataset data, IReadOnlyList<WorkloadId> workloads)
         list.Add(seconds);
     }
 
-    /// <summary>Daemon CPU per pass, median, for the rows of mounted tools: what each costs on a 2-core box.</summary>
+    /// <summary>Daemon CPU (cores busy) per pass, median, for the rows of mounted tools: what each costs on a 2-core box.</summary>
     public string CpuMarkdown()
     {
         var sb = new StringBuilder();
-        sb.Append("| daemon CPU seconds per pass (median) | state | ");
-        sb.AppendJoin(" | ", workloads.Select(w => Workloads.Title(w, data).Split(' ')[0] + " " + Workloads.Title(w, data).Split(' ')[1]));
+        sb.Append("| daemon CPU: cores busy during the pass (median) | state | ");
+        sb.AppendJoin(" | ", workloads.Select(w => Workloads.Title(w, data)[..Workloads.Title(w, data).LastIndexOf(' ')]));
         sb.AppendLine(" |");
         sb.Append("| --- | --- |");
         foreach (WorkloadId _ in workloads)

@@ -52,7 +52,7 @@ internal static class Targets
             {
                 continue;
             }
-            var peers = tools.Where(t => t.Name != me && t.Origin == origin).ToList();
+            var peers = tools.Where(t => t.Name is "rclone" or "s3fs" && t.Origin == origin).ToList();
             if (peers.Count == 0)
             {
                 continue;
