@@ -16,21 +16,36 @@ internal sealed class ChildProcess : IDisposable
     private readonly StreamWriter _log;
     private readonly string _stopSignal;
     private readonly Queue<string> _tail = new();
-    private bool _disposed;
+    private int _disposedFlag;
 
     private ChildProcess(Process process, StreamWriter log, string stopSignal, string logPath)
     {
         _process = process;
+        Pid = process.Id;
         _log = log;
         _stopSignal = stopSignal;
         LogPath = logPath;
     }
 
-    public int Pid => _process.Id;
+    public int Pid { get; }
 
     public string LogPath { get; }
 
-    public bool HasExited => _process.HasExited;
+    /// <summary>True once the process has exited or was stopped (disposed), e.g. by the Ctrl-C cleanup on another thread.</summary>
+    public bool HasExited
+    {
+        get
+        {
+            try
+            {
+                return Volatile.Read(ref _disposedFlag) != 0 || _process.HasExited;
+            }
+            catch (InvalidOperationException)
+            {
+                return true;
+            }
+        }
+    }
 
     /// <summary>Raised for each line of output (stdout and stderr).</summary>
     public event Action<string>? Line;
@@ -118,11 +133,23 @@ internal sealed class ChildProcess : IDisposable
         }
     }
 
+    private bool ProcessExited()
+    {
+        try
+        {
+            return _process.HasExited;
+        }
+        catch (InvalidOperationException)
+        {
+            return true;
+        }
+    }
+
     public bool WaitForExit(TimeSpan timeout) => _process.WaitForExit(timeout);
 
     public void Signal(string signal)
     {
-        if (!_process.HasExited)
+        if (!ProcessExited())
         {
             Run("kill", "-" + signal, Pid.ToString(CultureInfo.InvariantCulture));
         }
@@ -130,11 +157,11 @@ internal sealed class ChildProcess : IDisposable
 
     public void Dispose()
     {
-        if (_disposed)
+        // Once, even when the Ctrl-C cleanup and the main thread race to it.
+        if (Interlocked.Exchange(ref _disposedFlag, 1) != 0)
         {
             return;
         }
-        _disposed = true;
         try
         {
             if (!_process.HasExited)
@@ -214,7 +241,7 @@ internal sealed class ChildProcess : IDisposable
         }
         lock (_tail)
         {
-            if (!_disposed)
+            if (Volatile.Read(ref _disposedFlag) == 0)
             {
                 _log.WriteLine(line);
             }

@@ -116,7 +116,7 @@ internal sealed class S3fsTool() : MountTool("s3fs", OriginKind.S3)
 internal sealed class MountSession : IDisposable
 {
     private readonly ChildProcess _process;
-    private bool _disposed;
+    private int _disposedFlag;
 
     private MountSession(ChildProcess process, string mountPoint)
     {
@@ -179,11 +179,10 @@ internal sealed class MountSession : IDisposable
 
     public void Dispose()
     {
-        if (_disposed)
+        if (Interlocked.Exchange(ref _disposedFlag, 1) != 0)
         {
             return;
         }
-        _disposed = true;
         if (!_process.HasExited)
         {
             PeakRssBytes = _process.PeakRssBytes();
