@@ -60,10 +60,7 @@ internal sealed partial class ChunkReader
         {
             while (done < want)
             {
-                long position = offset + done;
-                long index = position / chunkSize;
-                long inChunk = position - (index * chunkSize);
-                int part = (int)Math.Min(want - done, chunkSize - inChunk);
+                var (index, inChunk, part) = Locate(offset + done, want - done, chunkSize);
                 if (!_cache.TryRead(new ChunkKey(key, index), inChunk, destination.Span.Slice(done, part), out int n) || n != part)
                 {
                     // A miss, or a stored chunk shorter than this version's (stale): the slow path refetches.
@@ -151,6 +148,14 @@ internal sealed partial class ChunkReader
         }
     }
 
+    /// <summary>Where a byte position falls: its chunk, the offset inside it, and how much of <paramref name="remaining"/> that chunk holds.</summary>
+    private static (long Index, long InChunk, int Part) Locate(long position, int remaining, int chunkSize)
+    {
+        long index = position / chunkSize;
+        long inChunk = position - (index * chunkSize);
+        return (index, inChunk, (int)Math.Min(remaining, chunkSize - inChunk));
+    }
+
     private async ValueTask<FuseReadResult> ReadMissingAsync(OpenFile file, long offset, Memory<byte> destination, int done, int want, CancellationToken ct)
     {
         int chunkSize = _cache.ChunkSize;
@@ -159,10 +164,7 @@ internal sealed partial class ChunkReader
         {
             while (done < want)
             {
-                long position = offset + done;
-                long index = position / chunkSize;
-                long inChunk = position - (index * chunkSize);
-                int part = (int)Math.Min(want - done, chunkSize - inChunk);
+                var (index, inChunk, part) = Locate(offset + done, want - done, chunkSize);
                 int length = _cache.GetChunkLength(obj.Size, index);
                 ValueTask<ChunkLease> pending = _cache.GetOrFetchAsync(
                     new ChunkKey(file.Version.Key, index), length, new FetchState(_origin, obj, index * chunkSize), FetchState.Fetch, ct);
