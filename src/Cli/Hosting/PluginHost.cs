@@ -43,7 +43,12 @@ internal static class PluginHost
         var builder = WebApplication.CreateSlimBuilder();
         builder.Services.AddSerilog(logger, dispose: false);
         builder.WebHost.ConfigureKestrel(k =>
-            k.ListenUnixSocket(options.Endpoint.SocketPath, o => o.Protocols = HttpProtocols.Http2));
+            k.ListenUnixSocket(options.Endpoint.SocketPath, o =>
+            {
+                o.Protocols = HttpProtocols.Http2;
+                // Clients that dial a bare socket path send it as :authority; Kestrel would refuse them.
+                UnixSocketAuthority.Use(o);
+            }));
         // In-flight calls get this long to finish after SIGTERM; kubelet retries whatever is cut short.
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(25));
         builder.Services.AddGrpc(o =>
