@@ -151,6 +151,21 @@ internal sealed class TestMount : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The finally block of a test that mounts by hand: stop its session if it got one, detach
+    /// whatever is still mounted, and remove its root.
+    /// </summary>
+    public static async Task TearDownAsync(FuseSession? session, string mountPoint, string root)
+    {
+        if (session is not null)
+        {
+            await session.DisposeAsync();
+        }
+
+        ForceUnmount(mountPoint);
+        Directory.Delete(root, recursive: true);
+    }
+
     /// <summary>Last resort for a test that failed half way: detach whatever is still mounted there.</summary>
     public static void ForceUnmount(string mountPoint)
     {

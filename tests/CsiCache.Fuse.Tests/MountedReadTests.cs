@@ -314,8 +314,7 @@ public sealed class MountLifecycleTests
         }
         finally
         {
-            TestMount.ForceUnmount(mountPoint);
-            Directory.Delete(root, recursive: true);
+            await TestMount.TearDownAsync(null, mountPoint, root);
         }
     }
 
@@ -349,12 +348,7 @@ public sealed class MountLifecycleTests
         }
         finally
         {
-            if (session is not null)
-            {
-                await session.DisposeAsync();
-            }
-            TestMount.ForceUnmount(mountPoint);
-            Directory.Delete(root, recursive: true);
+            await TestMount.TearDownAsync(session, mountPoint, root);
         }
         Assert.Null(MountInfo.Find(mountPoint));
     }
@@ -394,12 +388,7 @@ public sealed class MountLifecycleTests
         }
         finally
         {
-            if (session is not null)
-            {
-                await session.DisposeAsync();
-            }
-            TestMount.ForceUnmount(mountPoint);
-            Directory.Delete(root, recursive: true);
+            await TestMount.TearDownAsync(session, mountPoint, root);
         }
         Assert.Null(MountInfo.Find(mountPoint));
     }
@@ -419,8 +408,7 @@ public sealed class MountLifecycleTests
         }
         finally
         {
-            TestMount.ForceUnmount(mountPoint);
-            Directory.Delete(root, recursive: true);
+            await TestMount.TearDownAsync(null, mountPoint, root);
         }
     }
 
