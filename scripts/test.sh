@@ -19,11 +19,28 @@ scripts/install-test-deps.sh
 export CSICACHE_REQUIRE_KUBECTL=1
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+results=$(mktemp -d)
+trap 'rm -rf "$log" "$results"' EXIT
 set +e
-dotnet test CsiCache.sln --nologo -v q --blame-hang-timeout 10m "$@" 2>&1 | tee "$log"
+dotnet test CsiCache.sln --nologo -v q --blame-hang-timeout 10m --logger trx --results-directory "$results" "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
+# Quiet output names a failed test but not why; print each failure's message and the top of its
+# stack from the TRX files, last, where a CI log's tail shows it.
+if [ "$status" != 0 ] && command -v python3 >/dev/null; then
+  python3 - "$results" <<'PY' || true
+import glob, sys, xml.etree.ElementTree as ET
+ns = {"t": "http://microsoft.com/schemas/VisualStudio/TeamTest/2010"}
+for trx in sorted(glob.glob(sys.argv[1] + "/**/*.trx", recursive=True)):
+    for r in ET.parse(trx).getroot().iterfind(".//t:UnitTestResult", ns):
+        if r.get("outcome") != "Failed":
+            continue
+        msg = r.findtext(".//t:ErrorInfo/t:Message", "", ns).strip()
+        stack = r.findtext(".//t:ErrorInfo/t:StackTrace", "", ns).strip().splitlines()[:6]
+        print(f"FAILED {r.get('testName')} ({r.get('duration')})\n  {msg}\n  " + "\n  ".join(stack))
+PY
+fi
 
 # One closing line with the totals over every test assembly.
 awk '/(Passed|Failed)! +- +Failed:/ {

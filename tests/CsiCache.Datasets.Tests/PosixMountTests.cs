@@ -8,6 +8,10 @@ public sealed class PosixMountTests
 {
     private const int ChunkSize = 4 << 20;
 
+    /// <summary>Host options for tests that wait on background fetches, which must not time out on a loaded machine.</summary>
+    private static readonly Func<TempDirectory, DatasetHostOptions> PatientOrigin =
+        t => TestMount.HostOptions(t) with { OriginTimeout = TimeSpan.FromSeconds(30) };
+
     [Fact(Timeout = 90_000)]
     public async Task Mount_PosixDirectory_EveryByteAndListingMatchesAndSecondPassHitsCache()
     {
@@ -180,14 +184,16 @@ public sealed class PosixMountTests
         Privileges.RequireRootAndFuse();
         using var source = new TempDirectory("src");
         Dictionary<string, byte[]> files = TestData.WriteDataset(source.Path, ChunkSize);
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, new() { ["prefetch"] = "all" });
+        // A generous origin timeout: CI runs every test assembly at once on two cores, and a prefetch
+        // that times out is not retried (the reader fetches on demand), which would leave a hole here.
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, new() { ["prefetch"] = "all" }, PatientOrigin);
 
         await test.Mount.PrefetchWalk.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
         long total = files.Values.Sum(b => (long)b.Length);
         // Wait for the pool to drain rather than for a fixed time: under I/O contention the cache's
         // fsync per chunk can take seconds.
         var deadline = DateTime.UtcNow.AddSeconds(75);
-        while ((test.Mount.GetStats().CachedBytes < total || !test.Host.Prefetcher.IsIdle) && DateTime.UtcNow < deadline)
+        while ((test.Mount.GetStats().CachedBytes < total || !test.Host.Prefetcher.IsIdle) && test.Host.Prefetcher.Failed == 0 && DateTime.UtcNow < deadline)
         {
             await Task.Delay(50, TestContext.Current.CancellationToken);
         }
@@ -210,7 +216,7 @@ public sealed class PosixMountTests
         Privileges.RequireRootAndFuse();
         using var source = new TempDirectory("src");
         Dictionary<string, byte[]> files = TestData.WriteDataset(source.Path, ChunkSize);
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, new() { ["prefetch"] = prefetch });
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, new() { ["prefetch"] = prefetch }, PatientOrigin);
         await test.Mount.PrefetchWalk.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
 
         string[] wanted = prefetch == "metadata" ? [] : files.Keys.Where(p => (p.StartsWith("sub/", StringComparison.Ordinal) && p.EndsWith(".txt", StringComparison.Ordinal)) || p.StartsWith("other/", StringComparison.Ordinal)).ToArray();
