@@ -33,6 +33,7 @@ public sealed class ChunkCache : IDisposable
     private readonly long _lowBytes;
     private readonly long _accessResolutionTicks;
     private readonly IdleHandles _idle;
+    private readonly SyncCheckpoint? _sync;
 
     private long _accessClock;
     private long _usedBytes;
@@ -75,13 +76,33 @@ public sealed class ChunkCache : IDisposable
         }
         _flights = new SingleFlight<ChunkKey, ChunkSource>(static (source, receivers) => source.HandOff(receivers));
 
-        _store = new ChunkStore(options.RootDirectory, options.ChunkSize, options.FlushToDisk && options.Medium == CacheMedium.Disk);
+        _store = new ChunkStore(options.RootDirectory, options.ChunkSize);
         _lockFile = _store.Lock();
+        bool durable = options.FlushToDisk && options.Medium == CacheMedium.Disk;
         try
         {
             _store.EnsureFormat();
             List<ScannedChunk> scanned = _store.Scan(out int deleted);
             DeletedAtStart = deleted;
+            if (durable && SyncCheckpoint.ReadUnsafeSince(_store.Root) is long unsafeSince)
+            {
+                // The last owner crashed: what it wrote after its last checkpoint may be torn.
+                int torn = scanned.RemoveAll(chunk =>
+                {
+                    if (chunk.ModifiedUtcTicks < unsafeSince)
+                    {
+                        return false;
+                    }
+                    ChunkStore.TryDelete(_store.GetPath(chunk.Key));
+                    return true;
+                });
+                DiscardedUnsyncedAtStart = torn;
+                if (torn > 0)
+                {
+                    // The deletions must be durable before a new marker vouches for what is left.
+                    SyncCheckpoint.SyncFileSystem(_lockFile);
+                }
+            }
             // Oldest first, so the sequence numbers continue the LRU order of the last run.
             scanned.Sort(static (a, b) => a.ModifiedUtcTicks.CompareTo(b.ModifiedUtcTicks));
             _index = new ConcurrentDictionary<ChunkKey, ChunkEntry>(Environment.ProcessorCount, Math.Max(scanned.Count, 31));
@@ -97,6 +118,18 @@ public sealed class ChunkCache : IDisposable
         {
             _lockFile.Dispose();
             throw;
+        }
+        if (durable)
+        {
+            try
+            {
+                _sync = new SyncCheckpoint(_store.Root, _lockFile, _time, options.SyncInterval);
+            }
+            catch
+            {
+                _lockFile.Dispose();
+                throw;
+            }
         }
         // A smaller quota than last time: trim in the background like after any put.
         ScheduleEvictionIfNeeded();
@@ -116,6 +149,19 @@ public sealed class ChunkCache : IDisposable
 
     /// <summary>Temp and unknown files deleted at start.</summary>
     public int DeletedAtStart { get; }
+
+    /// <summary>Chunk files deleted at start because the last owner crashed before making them durable.</summary>
+    public int DiscardedUnsyncedAtStart { get; }
+
+    /// <summary>Batched syncs done so far (see <see cref="ChunkCacheOptions.SyncInterval"/>).</summary>
+    public long SyncCheckpoints => _sync?.Checkpoints ?? 0;
+
+    /// <summary>Makes every chunk written so far durable now, rather than at the next interval.</summary>
+    public void Sync()
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        _sync?.Checkpoint();
+    }
 
     /// <summary>Bytes per chunk.</summary>
     public int ChunkSize => _options.ChunkSize;
@@ -301,6 +347,19 @@ public sealed class ChunkCache : IDisposable
         {
             // Waits for a running eviction pass to finish its current file.
         }
+        // Stores that started before the cancel finish (or see it and drop their temp file) first.
+        _sync?.Close(clean: true);
+        _sync?.Dispose();
+        _idle.Clear();
+        _lockFile.Dispose();
+    }
+
+    /// <summary>Tests: stops as a killed process would (no final sync, marker left as it is), releasing the root.</summary>
+    internal void AbandonAsIfCrashed()
+    {
+        _disposed.Cancel();
+        _sync?.Close(clean: false);
+        _sync?.Dispose();
         _idle.Clear();
         _lockFile.Dispose();
     }
@@ -369,6 +428,7 @@ public sealed class ChunkCache : IDisposable
                 // The file's mtime is the access time that survives a restart (atime is
                 // unreliable under relatime/noatime); refreshed at most once per resolution.
                 File.SetLastWriteTimeUtc(entry.Handle!, new DateTime(now, DateTimeKind.Utc));
+                _sync?.NoteTouched();
             }
             catch (IOException)
             {
@@ -477,7 +537,21 @@ public sealed class ChunkCache : IDisposable
     /// <summary>Writes a chunk file and indexes it, pinned once for the flight.</summary>
     private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data)
     {
-        // The write happens outside any lock; only the rename and the index update are serialised with eviction.
+        // The write happens outside any lock; only the rename and the index update are serialised
+        // with eviction. The checkpoint gate spans clock read to rename (see SyncCheckpoint).
+        _sync?.BeginWrite();
+        try
+        {
+            return StoreUnderGate(key, data);
+        }
+        finally
+        {
+            _sync?.EndWrite();
+        }
+    }
+
+    private ChunkEntry StoreUnderGate(ChunkKey key, ReadOnlySpan<byte> data)
+    {
         string path = _store.GetPath(key);
         DateTimeOffset now = _time.GetUtcNow();
         string temp = _store.WriteTemp(path, data, now.UtcDateTime);

@@ -31,11 +31,16 @@ public sealed record ChunkCacheOptions
     public CacheMedium Medium { get; init; } = CacheMedium.Disk;
 
     /// <summary>
-    /// fsync each chunk before its rename, so that after a power loss a chunk file is either
-    /// absent or complete (without it, ext4/xfs may show a file of the right length full of
-    /// zeros). Off only for tests or throwaway caches. Never done on <see cref="CacheMedium.Memory"/>.
+    /// Keep chunk files trustworthy across a power loss (without care, ext4/xfs may show a file of
+    /// the right length full of zeros). Done in batches, not per chunk: one syncfs every
+    /// <see cref="SyncInterval"/>, and after a crash the chunks written since the last one are
+    /// discarded (see SyncCheckpoint). Off only for tests or throwaway caches. Never done on
+    /// <see cref="CacheMedium.Memory"/>.
     /// </summary>
     public bool FlushToDisk { get; init; } = true;
+
+    /// <summary>How often written chunks are made durable (with <see cref="FlushToDisk"/>): at most this much fetching is lost to a crash.</summary>
+    public TimeSpan SyncInterval { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>
     /// How stale a chunk's persisted last-access time (its file mtime) may get before a hit
@@ -62,6 +67,10 @@ public sealed record ChunkCacheOptions
             throw new ArgumentOutOfRangeException(nameof(HighWatermark), $"Need 0 < LowWatermark ({LowWatermark}) <= HighWatermark ({HighWatermark}) <= 1.");
         }
         ArgumentOutOfRangeException.ThrowIfNegative(MaxIdleOpenFiles);
+        if (SyncInterval <= TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SyncInterval), SyncInterval, "Must be positive.");
+        }
         if (AccessTimeResolution < TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(AccessTimeResolution), AccessTimeResolution, "Must not be negative.");

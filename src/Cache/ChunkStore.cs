@@ -21,13 +21,11 @@ internal sealed class ChunkStore
     private const string FormatFile = "FORMAT";
 
     private readonly string _dataDirectory;
-    private readonly bool _flush;
 
-    public ChunkStore(string root, int chunkSize, bool flush)
+    public ChunkStore(string root, int chunkSize)
     {
         Root = Path.GetFullPath(root);
         _dataDirectory = Path.Combine(Root, DataFolder);
-        _flush = flush;
         ChunkSize = chunkSize;
     }
 
@@ -76,8 +74,9 @@ internal sealed class ChunkStore
     }
 
     /// <summary>
-    /// Writes <paramref name="data"/> to a temp file beside <paramref name="finalPath"/>, flushes
-    /// it and stamps its mtime; the caller renames it into place with <see cref="Commit"/>.
+    /// Writes <paramref name="data"/> to a temp file beside <paramref name="finalPath"/> and stamps
+    /// its mtime; the caller renames it into place with <see cref="Commit"/>. No fsync: durability
+    /// comes in batches (SyncCheckpoint).
     /// </summary>
     public string WriteTemp(string finalPath, ReadOnlySpan<byte> data, DateTime modifiedUtc)
     {
@@ -98,10 +97,6 @@ internal sealed class ChunkStore
             {
                 RandomAccess.Write(handle, data, 0);
                 File.SetLastWriteTimeUtc(handle, modifiedUtc);
-                if (_flush)
-                {
-                    RandomAccess.FlushToDisk(handle);
-                }
             }
         }
         catch

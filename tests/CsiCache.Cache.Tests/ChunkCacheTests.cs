@@ -7,13 +7,14 @@ public sealed class ChunkCacheTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    private ChunkCacheOptions Options(long quota = 1L << 30, int chunkSize = MiB, long memory = 64 * MiB, bool flush = false) => new()
+    private ChunkCacheOptions Options(long quota = 1L << 30, int chunkSize = MiB, long memory = 64 * MiB, bool flush = false, TimeSpan? syncInterval = null) => new()
     {
         RootDirectory = _dir.Path,
         QuotaBytes = quota,
         ChunkSize = chunkSize,
         MemoryLimitBytes = memory,
         FlushToDisk = flush,
+        SyncInterval = syncInterval ?? TimeSpan.FromSeconds(2),
     };
 
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -264,6 +265,75 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, reopened.GetStats().Fetches);
         Assert.True(reopened.GetStats().Hits >= 4);
     }
+
+    [Fact]
+    public async Task Crash_ChunksWrittenAfterTheLastSync_AreDiscardedAtRestart_SyncedOnesKept()
+    {
+        // An hour between automatic syncs: only the explicit Sync() below makes anything durable.
+        var synced = new TestObject("synced", (2 * MiB) + 5);
+        var unsynced = new TestObject("unsynced", (3 * MiB) + 1);
+        var crashed = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromHours(1)));
+        await synced.ReadAsync(crashed, 0, (int)synced.Size);
+        crashed.Sync();
+        Assert.Equal(1, crashed.SyncCheckpoints);
+        await Task.Delay(20, Ct); // a clock tick apart from the checkpoint
+        await unsynced.ReadAsync(crashed, 0, (int)unsynced.Size);
+        crashed.AbandonAsIfCrashed();
+
+        using var reopened = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromHours(1)));
+        Assert.Equal(3, reopened.LoadedAtStart);
+        Assert.Equal(4, reopened.DiscardedUnsyncedAtStart);
+        for (int i = 0; i < 4; i++)
+        {
+            Assert.False(File.Exists(ChunkPathOf(unsynced, i)), $"unsynced chunk {i} was deleted");
+        }
+        Assert.Equal(synced.Expected(0, (int)synced.Size), await synced.ReadAsync(reopened, 0, (int)synced.Size));
+        Assert.Equal(3, synced.Fetches); // served from disk, not fetched again
+        Assert.Equal(unsynced.Expected(0, (int)unsynced.Size), await unsynced.ReadAsync(reopened, 0, (int)unsynced.Size));
+        Assert.Equal(8, unsynced.Fetches); // fetched again after the crash
+    }
+
+    [Fact]
+    public async Task Crash_AfterThePeriodicSync_KeepsEverything()
+    {
+        var obj = new TestObject("periodic", (2 * MiB) + 9);
+        var crashed = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromMilliseconds(50)));
+        await obj.ReadAsync(crashed, 0, (int)obj.Size);
+        Assert.True(await Wait.UntilAsync(() => crashed.SyncCheckpoints >= 1), "the background sync ran");
+        crashed.AbandonAsIfCrashed();
+
+        using var reopened = new ChunkCache(Options(flush: true));
+        Assert.Equal(3, reopened.LoadedAtStart);
+        Assert.Equal(0, reopened.DiscardedUnsyncedAtStart);
+        Assert.Equal(obj.Expected(0, (int)obj.Size), await obj.ReadAsync(reopened, 0, (int)obj.Size));
+        Assert.Equal(3, obj.Fetches);
+    }
+
+    [Fact]
+    public async Task Crash_RightAfterStart_WithNothingSynced_DiscardsEverythingWrittenAndStartsClean()
+    {
+        // A clean stop first, then a crash before any sync: the "clean" marker of the first run
+        // must not vouch for the second run's files.
+        var first = new TestObject("first", MiB);
+        using (var cache = new ChunkCache(Options(flush: true)))
+        {
+            await first.ReadAsync(cache, 0, MiB);
+        }
+        var second = new TestObject("second", MiB + 1);
+        var crashed = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromHours(1)));
+        await Task.Delay(20, Ct);
+        await second.ReadAsync(crashed, 0, (int)second.Size);
+        crashed.AbandonAsIfCrashed();
+
+        using var reopened = new ChunkCache(Options(flush: true));
+        Assert.Equal(1, reopened.LoadedAtStart);
+        Assert.Equal(2, reopened.DiscardedUnsyncedAtStart);
+        Assert.True(reopened.Contains(first.Chunk(0)));
+        Assert.False(reopened.Contains(second.Chunk(0)));
+    }
+
+    private string ChunkPathOf(TestObject obj, long index) =>
+        Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2], $"{obj.Key.Hash}-{index}");
 
     [Fact]
     public async Task Restart_TornTempAndStrayFiles_AreDeletedAndNeverServed()
