@@ -26,7 +26,7 @@ namespace CsiCache.Cache;
 /// the <c>syncfs</c> that follows. An access-time refresh only ever sets a file's mtime to a time
 /// after its store finished, so it never makes a torn file look older than it is.
 /// </remarks>
-internal sealed partial class SyncCheckpoint : IDisposable
+internal sealed class SyncCheckpoint : IDisposable
 {
     private const string MarkerName = "SYNCED";
     private const string CleanText = "clean\n";
@@ -91,7 +91,7 @@ internal sealed partial class SyncCheckpoint : IDisposable
     /// <summary>Makes every earlier change of the file system durable (used at start, after deleting torn files).</summary>
     public static void SyncFileSystem(SafeFileHandle anyFileOnFs)
     {
-        if (SyncFs(anyFileOnFs) != 0)
+        if (CacheNative.SyncFs(anyFileOnFs) != 0)
         {
             throw new IOException($"syncfs failed: {Marshal.GetLastPInvokeErrorMessage()}", Marshal.GetLastPInvokeError());
         }
@@ -203,37 +203,21 @@ internal sealed partial class SyncCheckpoint : IDisposable
             RandomAccess.FlushToDisk(handle);
         }
         File.Move(temp, _marker, overwrite: true);
-        int dir = Open(_root, ORdOnly | ODirectory | OCloexec);
+        int dir = CacheNative.OpenDirectory(_root);
         if (dir < 0)
         {
             throw new IOException($"open {_root}: {Marshal.GetLastPInvokeErrorMessage()}");
         }
         try
         {
-            if (Fsync(dir) != 0)
+            if (CacheNative.Fsync(dir) != 0)
             {
                 throw new IOException($"fsync {_root}: {Marshal.GetLastPInvokeErrorMessage()}");
             }
         }
         finally
         {
-            _ = CloseFd(dir);
+            _ = CacheNative.Close(dir);
         }
     }
-
-    private const int ORdOnly = 0;
-    private const int ODirectory = 0x10000;
-    private const int OCloexec = 0x80000;
-
-    [LibraryImport("libc", EntryPoint = "syncfs", SetLastError = true)]
-    private static partial int SyncFs(SafeFileHandle fd);
-
-    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int Open(string path, int flags);
-
-    [LibraryImport("libc", EntryPoint = "fsync", SetLastError = true)]
-    private static partial int Fsync(int fd);
-
-    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
-    private static partial int CloseFd(int fd);
 }

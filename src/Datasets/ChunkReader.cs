@@ -87,6 +87,73 @@ internal sealed partial class ChunkReader
         return ReadMissingAsync(file, offset, destination, done, want, ct);
     }
 
+    /// <summary>
+    /// The version an open (or a first READ) will read. Where the origin must be asked for it (an
+    /// HTTP listing carries no version), the same request brings the first chunk, which goes into
+    /// the cache: a small file then costs one origin round trip, not a HEAD and a GET.
+    /// </summary>
+    public async ValueTask<FileVersion> ResolveForReadAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
+    {
+        if (!DatasetTree.NeedsStatToOpen(file) || file.Attributes.Size == 0)
+        {
+            // Known already, or listed empty (nothing to read with it).
+            return await tree.ResolveFileAsync(file, ct).ConfigureAwait(false);
+        }
+        Task<FileVersion>? running = Volatile.Read(ref file.FirstResolve);
+        if (running is null)
+        {
+            var mine = new TaskCompletionSource<FileVersion>(TaskCreationOptions.RunContinuationsAsynchronously);
+            running = Interlocked.CompareExchange(ref file.FirstResolve, mine.Task, null);
+            if (running is null)
+            {
+                try
+                {
+                    mine.SetResult(await ResolveWithFirstChunkAsync(tree, file, ct).ConfigureAwait(false));
+                }
+                catch (Exception e)
+                {
+                    mine.SetException(e);
+                }
+                finally
+                {
+                    // Done either way: a success set file.Version, a failure lets the next open try again.
+                    Volatile.Write(ref file.FirstResolve, null);
+                }
+                return await mine.Task.ConfigureAwait(false);
+            }
+        }
+        // Another open is asking the origin right now: share its answer (and its first chunk).
+        return await running.WaitAsync(ct).ConfigureAwait(false);
+    }
+
+    private async Task<FileVersion> ResolveWithFirstChunkAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
+    {
+        long listed = file.Attributes.Size;
+        int want = listed > 0 ? (int)Math.Min(listed, _cache.ChunkSize) : _cache.ChunkSize;
+        using BudgetLease buffer = await _cache.Budget.AcquireAsync(want, ct).ConfigureAwait(false);
+        (FileVersion version, int read) = await tree.ResolveFileWithFirstBytesAsync(file, buffer.Memory[..want], ct).ConfigureAwait(false);
+        long size = version.Object.Size;
+        if (size > 0)
+        {
+            int length = _cache.GetChunkLength(size, 0);
+            if (read == length)
+            {
+                // Already here: the cache's fetch just copies it (a reader racing us joins this flight).
+                using ChunkLease lease = await _cache.GetOrFetchAsync(
+                    new ChunkKey(version.Key, 0), length, buffer.Memory[..length], static (bytes, into, _) =>
+                    {
+                        bytes.CopyTo(into);
+                        return ValueTask.CompletedTask;
+                    }, ct).ConfigureAwait(false);
+            }
+        }
+        return version;
+    }
+
+    /// <summary>Sync flavour for FUSE reader threads.</summary>
+    public FileVersion ResolveForRead(DatasetTree tree, DatasetEntry file, CancellationToken ct) =>
+        DatasetTree.WaitForOrigin(ResolveForReadAsync(tree, file, ct));
+
     /// <summary>Fetches one chunk into the cache unless it is there (read-ahead and dataset prefetch).</summary>
     public async Task PrefetchAsync(FileVersion file, long index, CancellationToken ct)
     {
@@ -141,7 +208,8 @@ internal sealed partial class ChunkReader
         (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, _maxReadAheadChunks);
         for (long i = from; i < to; i++)
         {
-            if (!_cache.Contains(new ChunkKey(file.Version.Key, i)))
+            // A cached chunk ahead is read into the page cache now; a missing one is fetched.
+            if (!_cache.Prime(new ChunkKey(file.Version.Key, i)))
             {
                 _prefetcher.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
             }

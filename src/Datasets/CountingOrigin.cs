@@ -27,6 +27,15 @@ internal sealed class CountingOrigin(IOrigin inner, MountCounters counters) : IO
         return n;
     }
 
+    /// <summary>Counted as one request: the HTTP origin, the only one the dataset layer calls this on, makes one.</summary>
+    public async Task<(OriginObject Object, int Read)> StatAndReadAsync(string path, Memory<byte> destination, CancellationToken ct)
+    {
+        counters.OriginRequest();
+        (OriginObject obj, int n) = await inner.StatAndReadAsync(path, destination, ct).ConfigureAwait(false);
+        counters.OriginRead(n);
+        return (obj, n);
+    }
+
     public Task<string?> ReadLinkAsync(string path, CancellationToken ct)
     {
         counters.OriginRequest();

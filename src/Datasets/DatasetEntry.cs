@@ -81,6 +81,9 @@ internal sealed class DatasetEntry
     /// <summary>The version this entry had when last opened, to decide whether the kernel may keep its cached pages.</summary>
     public string? LastOpenedVersion { get; set; }
 
+    /// <summary>The first open's origin call while it runs, so that concurrent first opens make one (ChunkReader.ResolveForReadAsync).</summary>
+    public Task<FileVersion>? FirstResolve;
+
     public void AddLookup() => Interlocked.Increment(ref _lookups);
 
     /// <summary>Removes <paramref name="count"/> references, never below zero (a confused kernel must not make us crash).</summary>

@@ -180,7 +180,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
         try
         {
-            FileVersion version = _tree.ResolveFile(node, _stopping);
+            FileVersion version = _reader.ResolveForRead(_tree, node, _stopping);
             FuseOpenOptions options = FuseOpenOptions.NoFlush;
             // The kernel may keep pages from earlier opens only when they hold this same version.
             string? previous = node.LastOpenedVersion;

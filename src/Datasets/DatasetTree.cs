@@ -258,10 +258,38 @@ internal sealed class DatasetTree
         {
             stat = await _origin.StatAsync(file.Path, deadline.Token).ConfigureAwait(false);
         }
+        return Adopt(file, known, stat, now);
+    }
+
+    /// <summary>
+    /// True when the first open of <paramref name="file"/> must ask the origin for its version
+    /// (the listing carried none: HTTP); <see cref="ResolveFileWithFirstBytesAsync"/> then gets
+    /// the first bytes in the same round trip.
+    /// </summary>
+    public static bool NeedsStatToOpen(DatasetEntry file) => file.Version is null && file.ListedVersion is null;
+
+    /// <summary>
+    /// Resolves a file that <see cref="NeedsStatToOpen"/> and reads its first bytes into
+    /// <paramref name="destination"/> with one origin call; the bytes are of the returned version.
+    /// </summary>
+    public async ValueTask<(FileVersion Version, int Read)> ResolveFileWithFirstBytesAsync(DatasetEntry file, Memory<byte> destination, CancellationToken ct)
+    {
+        OriginObject stat;
+        int read;
+        using (CancellationTokenSource deadline = _deadline(ct))
+        {
+            (stat, read) = await _origin.StatAndReadAsync(file.Path, destination, deadline.Token).ConfigureAwait(false);
+        }
+        return (Adopt(file, file.Version, stat, _time.GetTimestamp()), read);
+    }
+
+    /// <summary>Records a fresh stat as the file's attributes and version (the same version object when unchanged).</summary>
+    private FileVersion Adopt(DatasetEntry file, FileVersion? known, OriginObject stat, long now)
+    {
         FileVersion resolved = known is not null && known.Object.Version == stat.Version && known.Object.Size == stat.Size
             ? known with { CheckedAtTicks = now }
             : new FileVersion(stat, ObjectKey.From(_origin.Identity, file.Path, stat.Version), now);
-        file.Attributes = new EntryAttributes(stat.Size, stat.Modified ?? listed.Modified);
+        file.Attributes = new EntryAttributes(stat.Size, stat.Modified ?? file.Attributes.Modified);
         file.Version = resolved;
         return resolved;
     }

@@ -32,6 +32,20 @@ public interface IOrigin : IDisposable
     /// </summary>
     Task<int> ReadAsync(OriginObject obj, long offset, Memory<byte> destination, CancellationToken ct);
 
+    /// <summary>
+    /// Stats a regular file and reads its first <c>min(destination.Length, size)</c> bytes, in one
+    /// round trip where the origin can (HTTP: one ranged GET instead of a HEAD and a GET), with the
+    /// bytes guaranteed to be of the returned version. Returns the object and the bytes read.
+    /// The default stats, then reads.
+    /// </summary>
+    /// <exception cref="OriginNotFoundException">no such file (or it is a directory).</exception>
+    async Task<(OriginObject Object, int Read)> StatAndReadAsync(string path, Memory<byte> destination, CancellationToken ct)
+    {
+        OriginObject obj = await StatAsync(path, ct).ConfigureAwait(false);
+        int read = obj.Size == 0 || destination.IsEmpty ? 0 : await ReadAsync(obj, 0, destination, ct).ConfigureAwait(false);
+        return (obj, read);
+    }
+
     /// <summary>The target of a symlink (POSIX origins only); null where the origin has no symlinks.</summary>
     Task<string?> ReadLinkAsync(string path, CancellationToken ct) => Task.FromResult<string?>(null);
 }

@@ -30,6 +30,9 @@ public sealed class HttpMountTests
             Assert.Equal(chunks, reads.Count);
             Assert.Equal(chunks, reads.Select(r => r.RangeStart).Distinct().Count());
         }
+        // A file's first open costs one GET (its first chunk, with the version), not a HEAD and a
+        // GET; only the empty file, which has nothing to read, is stat'ed with a HEAD.
+        Assert.Equal(files.Count(f => f.Value.Length == 0), server.Requests.Count(r => r.Method == "HEAD"));
 
         int requestsAfterFirstPass = server.RequestCount;
         long hitsAfterFirstPass = test.Mount.GetStats().CacheHits;

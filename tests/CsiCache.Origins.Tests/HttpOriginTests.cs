@@ -211,6 +211,44 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
         Assert.Equal(100, b.Size);
     }
 
+    [Theory]
+    [InlineData("nginx", 4096)]        // 206: a prefix
+    [InlineData("nginx", 300_000)]     // 206: the whole file, the buffer is larger
+    [InlineData("noetag", 4096)]       // version from Last-Modified + length
+    [InlineData("norange", 4096)]      // 200 (Range ignored): only the prefix is read
+    [InlineData("norange", 300_000)]
+    [InlineData("widerange", 5000)]    // a 206 wider than asked
+    public async Task StatAndRead_OneGet_SameObjectAsStatAndTheFirstBytes(string mode, int bufferLength)
+    {
+        using var origin = Create(mode);
+        byte[] content = _fx.Files["plain.bin"];
+        OriginObject stat = await origin.StatAsync("plain.bin", Ct);
+        int headsBefore = _fx.Server.Count(mode, "HEAD");
+        int getsBefore = _fx.Server.Count(mode);
+
+        var buffer = new byte[bufferLength];
+        (OriginObject obj, int read) = await origin.StatAndReadAsync("plain.bin", buffer, Ct);
+
+        Assert.Equal(stat, obj);
+        int expected = Math.Min(bufferLength, content.Length);
+        Assert.Equal(expected, read);
+        Assert.Equal(content.AsSpan(0, expected).ToArray(), buffer.AsSpan(0, read).ToArray());
+        Assert.Equal(0, _fx.Server.Count(mode, "HEAD") - headsBefore);
+        Assert.Equal(1, _fx.Server.Count(mode) - getsBefore);
+    }
+
+    [Fact]
+    public async Task StatAndRead_EmptyDirectoryMissing()
+    {
+        using var origin = Create("nginx");
+        (OriginObject empty, int read) = await origin.StatAndReadAsync("empty.bin", new byte[100], Ct);
+        Assert.Equal(0, empty.Size);
+        Assert.Equal(0, read);
+        Assert.Equal((await origin.StatAsync("empty.bin", Ct)).Version, empty.Version);
+        await Assert.ThrowsAsync<OriginNotFoundException>(() => origin.StatAndReadAsync("sub dir", new byte[100], Ct));
+        await Assert.ThrowsAsync<OriginNotFoundException>(() => origin.StatAndReadAsync("missing.bin", new byte[100], Ct));
+    }
+
     [Fact]
     public async Task Stat_EmptyFileAndDirectoryAndMissing()
     {

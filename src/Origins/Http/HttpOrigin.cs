@@ -112,6 +112,17 @@ internal sealed class HttpOrigin : IOrigin
         return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
     }
 
+    public Task<(OriginObject Object, int Read)> StatAndReadAsync(string path, Memory<byte> destination, CancellationToken ct)
+    {
+        OriginPaths.Validate(path, allowRoot: false);
+        if (_singleFile is not null && path != _singleFile)
+            throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
+        if (destination.IsEmpty)
+            return StatOnlyAsync(path, ct);
+        return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path, Destination: destination),
+            static (s, t) => s.Origin.StatAndReadOnceAsync(s.Path, s.Destination, t), ct);
+    }
+
     public async Task<int> ReadAsync(OriginObject obj, long offset, Memory<byte> destination, CancellationToken ct)
     {
         int want = OriginPaths.ReadLength(obj, offset, destination.Length);
@@ -184,6 +195,53 @@ internal sealed class HttpOrigin : IOrigin
         {
             throw new OriginException($"list '{directoryPath}' in {Identity}: {e.Message}", e);
         }
+    }
+
+    private async Task<(OriginObject Object, int Read)> StatOnlyAsync(string path, CancellationToken ct) => (await StatAsync(path, ct), 0);
+
+    /// <summary>
+    /// One GET of bytes 0..destination.Length-1: the response's headers are the stat (total length
+    /// from Content-Range, version from ETag/Last-Modified) and its body the first bytes, so both
+    /// belong to one version by construction.
+    /// </summary>
+    private async Task<(OriginObject Object, int Read)> StatAndReadOnceAsync(string path, Memory<byte> destination, CancellationToken ct)
+    {
+        using var get = new HttpRequestMessage(HttpMethod.Get, UriFor(path, directory: false));
+        get.Headers.Range = new RangeHeaderValue(0, destination.Length - 1);
+        using var r = await _client.SendAsync(get, HttpCompletionOption.ResponseHeadersRead, ct);
+        if (r.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable && r.Content.Headers.ContentRange is { HasLength: true } empty)
+        {
+            // Byte 0 is past the end: an empty file.
+            CheckNotDirectory(r, path);
+            long emptySize = empty.Length!.Value;
+            return (new OriginObject(path, emptySize, HttpObjectVersion.From(r, emptySize), r.Content.Headers.LastModified), 0);
+        }
+        ThrowForStatus(r, path);
+        CheckNotDirectory(r, path);
+        CheckIdentityEncoding(r, path);
+        long size;
+        long bodyLength;
+        if (r.StatusCode == HttpStatusCode.PartialContent && r.Content.Headers.ContentRange is { HasLength: true, From: 0, To: long to } cr)
+        {
+            size = cr.Length!.Value;
+            bodyLength = to + 1;
+        }
+        else if (r.StatusCode == HttpStatusCode.OK && r.Content.Headers.ContentLength is long l)
+        {
+            // Range ignored: the body is the whole object; only its start is read.
+            size = l;
+            bodyLength = l;
+        }
+        else
+        {
+            throw new OriginException($"stat '{path}' in {Identity}: the server gives no usable length (HTTP {(int)r.StatusCode})");
+        }
+        int toRead = (int)Math.Min(destination.Length, Math.Min(bodyLength, size));
+        await using (var body = await r.Content.ReadAsStreamAsync(ct))
+        {
+            await body.ReadExactlyAsync(destination[..toRead], ct);
+        }
+        return (new OriginObject(path, size, HttpObjectVersion.From(r, size), r.Content.Headers.LastModified), toRead);
     }
 
     private async Task<OriginObject> StatOnceAsync(string path, CancellationToken ct)
