@@ -516,11 +516,15 @@ public sealed class MountLifecycleTests
         }
         // Pages are kept across opens (the kernel's default for zero-message opens): re-reads reach nobody.
         long reads = m.Fs.ReadCalls;
+        long forgets = m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget);
         for (int i = 0; i < 20; i++)
         {
             Assert.Equal(File.ReadAllBytes(Path.Combine(m.Source, "odd.bin")), File.ReadAllBytes(Path.Combine(m.MountPoint, "odd.bin")));
         }
-        Assert.Equal(reads, m.Fs.ReadCalls);
+        if (m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget) == forgets)
+        {
+            Assert.Equal(reads, m.Fs.ReadCalls); // unless a drop_caches elsewhere on this shared machine (FORGETs show it) took the pages
+        }
 
         await Task.Delay(300, TestContext.Current.CancellationToken); // RELEASE is sent in the background: give a stray one time to show
         Assert.Equal(1, m.Session.RequestCount(Protocol.FuseOpcode.Open));    // the one answered ENOSYS
