@@ -21,8 +21,8 @@ namespace CsiCache.Datasets;
 /// the version is the node's, and pages may always be kept. Where the kernel offers it
 /// (<see cref="FuseConnection.NoOpenSupported"/>), OPEN is answered ENOSYS: the kernel then opens
 /// that file and every later regular file of this connection itself, with handle 0 and its default
-/// FOPEN_KEEP_CACHE, and never sends OPEN or RELEASE again; a file of many small files then costs
-/// its READs only. Without FOPEN_NOFLUSH each close would send a FLUSH, so FLUSH is answered ENOSYS
+/// FOPEN_KEEP_CACHE, and never sends OPEN or RELEASE again: a small file costs its READs only, and
+/// nothing at all once its pages are cached. Without FOPEN_NOFLUSH each close would send a FLUSH, so FLUSH is answered ENOSYS
 /// too, which the kernel also remembers. Handle-0 READs are served by node id from one read state
 /// per file (<see cref="DatasetEntry.SharedRead"/>). Refresh mounts (a version per open, KEEP_CACHE
 /// only while unchanged) and passthrough (a backing id per open) keep OPEN; directories keep OPENDIR.</para>

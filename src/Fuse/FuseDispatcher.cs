@@ -27,6 +27,7 @@ public sealed class FuseDispatcher : IDisposable
 
     /// <summary>Longs per request counter: one 64-byte cache line each, so readers counting different opcodes do not contend.</summary>
     private const int CounterStride = 8;
+
     private static readonly int OutHeaderSize = Unsafe.SizeOf<FuseOutHeader>();
     private static readonly int InHeaderSize = Unsafe.SizeOf<FuseInHeader>();
     private static readonly OpcodeEntry[] Table = BuildTable();
