@@ -133,6 +133,22 @@ internal sealed class DatasetEntry
 
     private OpenState? _opens;
 
+    /// <summary>
+    /// The read state (version + read-ahead) every handle-0 READ of this file shares under
+    /// zero-message opens, where the kernel opens files without telling us. Created by the first
+    /// such READ, dropped when the kernel forgets the node (it cannot hold the file open then).
+    /// </summary>
+    public OpenFile? SharedRead => Volatile.Read(ref _sharedRead);
+
+    private OpenFile? _sharedRead;
+
+    /// <summary>Installs <paramref name="replacement"/> if the shared read state is still <paramref name="expected"/>.</summary>
+    public bool TrySwapSharedRead(OpenFile? expected, OpenFile replacement) =>
+        ReferenceEquals(Interlocked.CompareExchange(ref _sharedRead, replacement, expected), expected);
+
+    /// <summary>Removes the shared read state; returns what was there.</summary>
+    public OpenFile? TakeSharedRead() => Interlocked.Exchange(ref _sharedRead, null);
+
     public override string ToString() => $"{NodeId:x16} '{Path}' ({Kind})";
 }
 

@@ -17,6 +17,15 @@ namespace CsiCache.Datasets;
 /// time (<see cref="ImmutableTimeout"/>) and keep pages across opens (FOPEN_KEEP_CACHE). With a
 /// refresh TTL, names and attributes are trusted for the TTL, and pages are kept across opens only
 /// while the file's version has not changed.
+/// <para><b>Zero-message opens.</b> An immutable mount without passthrough needs nothing from OPEN:
+/// the version is the node's, and pages may always be kept. Where the kernel offers it
+/// (<see cref="FuseConnection.NoOpenSupported"/>), OPEN is answered ENOSYS: the kernel then opens
+/// that file and every later regular file of this connection itself, with handle 0 and its default
+/// FOPEN_KEEP_CACHE, and never sends OPEN or RELEASE again: a small file costs its READs only, and
+/// nothing at all once its pages are cached. Without FOPEN_NOFLUSH each close would send a FLUSH, so FLUSH is answered ENOSYS
+/// too, which the kernel also remembers. Handle-0 READs are served by node id from one read state
+/// per file (<see cref="DatasetEntry.SharedRead"/>). Refresh mounts (a version per open, KEEP_CACHE
+/// only while unchanged) and passthrough (a backing id per open) keep OPEN; directories keep OPENDIR.</para>
 /// </remarks>
 internal sealed partial class DatasetFileSystem : IFuseFileSystem
 {
@@ -44,6 +53,8 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private readonly Func<(long Blocks, long Free)> _space;
     private readonly bool _passthrough;
     private long _passthroughOpens;
+    private bool _zeroMessageOpen;
+    private int _sharedReads;
 
     public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, bool passthrough = false)
     {
@@ -57,13 +68,33 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         _space = space ?? (() => (0, 0));
     }
 
-    /// <summary>Files open now.</summary>
+    /// <summary>
+    /// Handles open now (from OPEN). Under zero-message opens the kernel opens files without telling
+    /// us, so this stays 0 there; <see cref="FilesReadWithoutOpen"/> counts those files instead.
+    /// </summary>
     public int OpenFiles => _files.Count;
+
+    /// <summary>Files with a shared read state (zero-message opens): read since the kernel last looked them up, one per file, never per read.</summary>
+    public int FilesReadWithoutOpen => Volatile.Read(ref _sharedReads);
+
+    /// <summary>True when OPEN of regular files is answered ENOSYS (decided at INIT; see the remarks).</summary>
+    public bool ZeroMessageOpen => _zeroMessageOpen;
 
     /// <summary>Set once INIT is negotiated; the place where passthrough would be taken up.</summary>
     public FuseConnection? Connection { get; private set; }
 
-    public void Init(FuseConnection connection) => Connection = connection;
+    public void Init(FuseConnection connection)
+    {
+        Connection = connection;
+        // Before INIT's reply, so before any OPEN. Passthrough counts only when the kernel granted
+        // it: asked for but refused, every open would be READ-served anyway.
+        string reason = _tree.Refresh is not null ? "refresh mount: versions are checked per open"
+            : _passthrough && connection.PassthroughEnabled ? "passthrough needs OPEN to pass a backing file"
+            : !connection.NoOpenSupported ? "the kernel does not offer FUSE_NO_OPEN_SUPPORT"
+            : "immutable mount";
+        _zeroMessageOpen = _tree.Refresh is null && !(_passthrough && connection.PassthroughEnabled) && connection.NoOpenSupported;
+        LogOpenMode(_logger, _zeroMessageOpen ? "on" : "off", reason);
+    }
 
     public void Destroy()
     {
@@ -111,7 +142,16 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
     }
 
-    public void Forget(ulong nodeId, ulong lookups) => _tree.Forget(nodeId, lookups);
+    public void Forget(ulong nodeId, ulong lookups)
+    {
+        // At zero the kernel has dropped the inode, and with it every open file of it: the shared
+        // read state can go (a READ racing this, possible only with counts lost to a takeover,
+        // just builds it again).
+        if (_tree.Forget(nodeId, lookups) == 0 && _tree.TryGetNode(nodeId, out DatasetEntry node) && node.TakeSharedRead() is not null)
+        {
+            Interlocked.Decrement(ref _sharedReads);
+        }
+    }
 
     public Errno GetAttr(ulong nodeId, out FuseAttributes attributes, out TimeSpan timeout)
     {
@@ -169,6 +209,13 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         if ((flags & OAccMode) != ORdOnly)
         {
             return Errno.EROFS;
+        }
+        if (_zeroMessageOpen)
+        {
+            // "Nothing to open": the kernel completes this open(2) itself with handle 0 and default
+            // flags (FOPEN_KEEP_CACHE), and from now on opens and closes regular files of this
+            // connection without a word to us. Reads arrive with handle 0 (see ReadAsync).
+            return Errno.ENOSYS;
         }
         if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
@@ -258,11 +305,83 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
+        if (handle == 0)
+        {
+            // A zero-message open (we never hand out handle 0): the node's shared read state. Once it
+            // exists a hit costs what a handle's does: one lookup, no allocation.
+            if (_tree.TryGetNode(nodeId, out DatasetEntry node) && node.SharedRead is { } shared
+                && (_tree.Refresh is null || ReferenceEquals(shared.Version, node.Version)))
+            {
+                return _reader.ReadAsync(shared, offset, destination, cancellationToken);
+            }
+            return ReadWithoutOpenAsync(nodeId, offset, destination, cancellationToken);
+        }
         if (!_files.TryGet(handle, out OpenFile open) && !TryAdoptFile(nodeId, handle, out open))
         {
             return new ValueTask<FuseReadResult>(Errno.EBADF);
         }
         return _reader.ReadAsync(open, offset, destination, cancellationToken);
+    }
+
+    /// <summary>
+    /// The first handle-0 READ of a file (or one after the kernel forgot it): resolve the node and its
+    /// version without holding the reader thread (HTTP may need a HEAD here, as OPEN would have
+    /// done), then install the file's shared read state; concurrent first reads agree on one.
+    /// </summary>
+    private async ValueTask<FuseReadResult> ReadWithoutOpenAsync(ulong nodeId, long offset, Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        DatasetEntry? node = null;
+        OpenFile shared;
+        try
+        {
+            if (!_tree.TryGetNode(nodeId, out node))
+            {
+                node = await _tree.FindByIdAsync(nodeId, _stopping).ConfigureAwait(false);
+                if (node is null)
+                {
+                    return Errno.ESTALE; // an id we never gave out
+                }
+            }
+            if (node.Kind != OriginEntryKind.File)
+            {
+                return node.IsDirectory ? Errno.EISDIR : Errno.EINVAL;
+            }
+            FileVersion version = await _tree.ResolveFileAsync(node, _stopping).ConfigureAwait(false);
+            shared = InstallSharedRead(node, version);
+        }
+        catch (Exception e)
+        {
+            return Fail("read", node?.Path ?? nodeId.ToString("x16", System.Globalization.CultureInfo.InvariantCulture), e);
+        }
+        return await _reader.ReadAsync(shared, offset, destination, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The node's shared read state for <paramref name="version"/>: the one in place if it is usable
+    /// (always on an immutable mount, where the version never changes), else a new one. Only a READ
+    /// that came with handle 0 gets here, so on a refresh mount (which answers OPEN itself) only after
+    /// a takeover from a server that declined OPEN; there a new version replaces the state.
+    /// </summary>
+    private OpenFile InstallSharedRead(DatasetEntry node, FileVersion version)
+    {
+        OpenFile? created = null;
+        while (true)
+        {
+            OpenFile? current = node.SharedRead;
+            if (current is not null && (_tree.Refresh is null || ReferenceEquals(current.Version, version)))
+            {
+                return current;
+            }
+            created ??= new OpenFile(node, version);
+            if (node.TrySwapSharedRead(current, created))
+            {
+                if (current is null)
+                {
+                    Interlocked.Increment(ref _sharedReads);
+                }
+                return created;
+            }
+        }
     }
 
     /// <summary>
@@ -319,6 +438,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             return false;
         }
     }
+
+    /// <summary>
+    /// FLUSH comes only for opens not answered with FOPEN_NOFLUSH: zero-message ones (or a previous
+    /// server's). Under zero-message opens, ENOSYS makes the kernel stop sending it for good.
+    /// </summary>
+    public Errno Flush(ulong nodeId, ulong handle) => _zeroMessageOpen ? Errno.ENOSYS : Errno.Ok;
 
     public void Release(ulong nodeId, ulong handle)
     {
@@ -509,6 +634,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
         return errno;
     }
+
+    [LoggerMessage(EventId = 3012, Level = LogLevel.Debug, Message = "Zero-message opens {State} ({Reason})")]
+    private static partial void LogOpenMode(ILogger logger, string state, string reason);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "{Operation} '{Path}' failed ({Errno}): {Reason}")]
     private static partial void LogOperationFailed(ILogger logger, string operation, string path, string errno, string reason);

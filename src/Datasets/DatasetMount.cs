@@ -59,6 +59,9 @@ public sealed class DatasetMount : IAsyncDisposable
 
     internal DatasetTree Tree { get; }
 
+    /// <summary>The FUSE session: what INIT negotiated and what the kernel sent (tests, diagnostics).</summary>
+    internal FuseSession Session => _session;
+
     internal DatasetFileSystem FileSystem { get; }
 
 #pragma warning disable VSTHRD003 // a completion signal for tests

@@ -1,6 +1,10 @@
 namespace CsiCache.Datasets;
 
-/// <summary>One open of a file: the version it reads (fixed for the handle's life) and its read-ahead state.</summary>
+/// <summary>
+/// One open of a file: the version it reads (fixed for the handle's life) and its read-ahead state.
+/// Under zero-message opens there are no handles, and one instance per file
+/// (<see cref="DatasetEntry.SharedRead"/>) serves every READ of it, from any thread.
+/// </summary>
 internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool passthrough = false)
 {
     /// <summary>Reads of this handle never reach us: the kernel serves them from the cached chunk file.</summary>

@@ -8,6 +8,9 @@ namespace CsiCache.Datasets;
 /// <remarks>
 /// "In sequence" allows some slack: with async reads the kernel has several READs of one file in
 /// flight (its own readahead), and they can arrive slightly out of order.
+/// <para>One window may see several readers at once: a handle shared by threads, or every reader of
+/// a file under zero-message opens (no handles). The lock keeps its state consistent; readers far
+/// apart in one file reset each other's window, which costs read-ahead, never correctness.</para>
 /// </remarks>
 internal sealed class ReadAheadWindow
 {

@@ -11,11 +11,12 @@ public sealed class FuseConnection
 {
     private readonly IBackingDevice? _device;
 
-    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device)
+    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device, bool noOpenSupported = false)
     {
         ProtocolMinor = protocolMinor;
         MaxRead = maxRead;
         PassthroughEnabled = passthroughEnabled && device is not null;
+        NoOpenSupported = noOpenSupported;
         _device = device;
     }
 
@@ -30,6 +31,18 @@ public sealed class FuseConnection
     /// with. When false, <see cref="TryOpenBackingFile"/> always fails and opens must be served by READ.
     /// </summary>
     public bool PassthroughEnabled { get; }
+
+    /// <summary>
+    /// True when the kernel offered FUSE_NO_OPEN_SUPPORT (7.23) in INIT: it then treats ENOSYS from
+    /// <see cref="IFuseFileSystem.Open"/> as "this server keeps no per-open state". That open, and
+    /// every later open of a regular file on this connection, succeeds inside the kernel without a
+    /// request: no OPEN and no RELEASE reach the server again, reads carry handle 0, and the kernel
+    /// keeps the file's page cache across opens (FOPEN_KEEP_CACHE is its default for such opens).
+    /// When false, ENOSYS from OPEN fails the user's open(2) instead. A kernel capability only: it
+    /// is not echoed in the INIT reply, and it is false for a connection taken over after INIT
+    /// (what that kernel offered is not known), which is always safe.
+    /// </summary>
+    public bool NoOpenSupported { get; }
 
     /// <summary>
     /// Registers an open, readable file as a passthrough backing file. Returns false (with the errno)

@@ -24,6 +24,10 @@ public sealed class FuseDispatcher : IDisposable
 
     private const int Deferred = int.MinValue;
     private const int SymlinkMax = 4096;
+
+    /// <summary>Longs per request counter: one 64-byte cache line each, so readers counting different opcodes do not contend.</summary>
+    private const int CounterStride = 8;
+
     private static readonly int OutHeaderSize = Unsafe.SizeOf<FuseOutHeader>();
     private static readonly int InHeaderSize = Unsafe.SizeOf<FuseInHeader>();
     private static readonly OpcodeEntry[] Table = BuildTable();
@@ -33,6 +37,7 @@ public sealed class FuseDispatcher : IDisposable
     private readonly ReadBufferPool _readBuffers;
     private readonly CancellationTokenSource _stopping = new();
     private readonly TaskCompletionSource<FuseConnection> _initialized = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly long[] _requestCounts = new long[Table.Length * CounterStride];
     private volatile FuseConnection? _connection;
     private int _destroyed;
 
@@ -68,6 +73,14 @@ public sealed class FuseDispatcher : IDisposable
     public Task<FuseConnection> Initialized => _initialized.Task;
 #pragma warning restore VSTHRD003
 
+    /// <summary>
+    /// Requests of <paramref name="opcode"/> received so far, whatever their outcome (answered by the
+    /// filesystem, by the opcode table, or refused). One interlocked add per request; for tests and
+    /// diagnostics, e.g. to see that the kernel stopped sending OPEN after zero-message opens.
+    /// </summary>
+    public long RequestCount(FuseOpcode opcode) =>
+        (uint)opcode < (uint)Table.Length ? Interlocked.Read(ref _requestCounts[(int)opcode * CounterStride]) : 0;
+
     /// <summary>Registers backing files for passthrough; set by the session, null in pure protocol tests.</summary>
     internal IBackingDevice? BackingDevice { get; set; }
 
@@ -89,7 +102,12 @@ public sealed class FuseDispatcher : IDisposable
         FuseInHeader header = MemoryMarshal.Read<FuseInHeader>(request);
         int length = (int)Math.Min(header.Len, (uint)request.Length);
         ReadOnlySpan<byte> body = request[InHeaderSize..Math.Max(InHeaderSize, length)];
-        OpcodeEntry entry = header.Opcode < (uint)Table.Length ? Table[header.Opcode] : default;
+        OpcodeEntry entry = default;
+        if (header.Opcode < (uint)Table.Length)
+        {
+            entry = Table[header.Opcode];
+            Interlocked.Increment(ref _requestCounts[(int)header.Opcode * CounterStride]);
+        }
         Span<byte> replyBody = replyBuffer[OutHeaderSize..];
 
         int result;
@@ -142,7 +160,10 @@ public sealed class FuseDispatcher : IDisposable
     internal void AdoptInitializedConnection()
     {
         bool passthrough = _options.EnablePassthrough && BackingDevice is not null;
-        var connection = new FuseConnection(FuseKernel.KernelMinorVersion, _options.MaxRead, passthrough, BackingDevice);
+        // What the kernel offered is not known here, so zero-message opens are not assumed: answering
+        // OPEN normally is right either way (if the earlier server declined OPEN, the kernel no longer
+        // sends it, and reads arrive with handle 0 whatever this connection says).
+        var connection = new FuseConnection(FuseKernel.KernelMinorVersion, _options.MaxRead, passthrough, BackingDevice, noOpenSupported: false);
         _fs.Init(connection);
         _connection = connection;
         _initialized.TrySetResult(connection);
@@ -263,6 +284,9 @@ public sealed class FuseDispatcher : IDisposable
         }
         FuseInitFlags granted = wanted & offered;
         bool passthrough = (granted & FuseInitFlags.Passthrough) != 0;
+        // A capability of the kernel, not a request: nothing to grant, only to remember, so the
+        // filesystem knows whether ENOSYS from OPEN means "zero-message opens" or a failed open.
+        bool noOpen = (offered & FuseInitFlags.NoOpenSupport) != 0;
 
         int maxPages = options.MaxRead / FuseKernel.PageSize;
         initOut.Minor = minor;
@@ -279,7 +303,7 @@ public sealed class FuseDispatcher : IDisposable
         initOut.MaxStackDepth = passthrough ? 1u : 0u;
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
-        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice);
+        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice, noOpen);
         try
         {
             self._fs.Init(connection);

@@ -1,3 +1,5 @@
+using CsiCache.Fuse.Protocol;
+
 namespace CsiCache.Fuse;
 
 /// <summary>
@@ -43,6 +45,12 @@ public sealed class FuseSession : IAsyncDisposable
 
     /// <summary>True when opens may be answered with passthrough backing files.</summary>
     public bool PassthroughEnabled => _dispatcher.Connection?.PassthroughEnabled == true;
+
+    /// <summary>True when the kernel offered zero-message opens (see <see cref="FuseConnection.NoOpenSupported"/>).</summary>
+    public bool NoOpenSupported => _dispatcher.Connection?.NoOpenSupported == true;
+
+    /// <summary>Requests of <paramref name="opcode"/> received from the kernel so far (see <see cref="FuseDispatcher.RequestCount"/>).</summary>
+    public long RequestCount(FuseOpcode opcode) => _dispatcher.RequestCount(opcode);
 
     /// <summary>Completes when every reader has stopped (unmounted, aborted, or the device failed).</summary>
 #pragma warning disable VSTHRD003 // a completion signal for callers

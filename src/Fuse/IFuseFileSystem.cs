@@ -57,6 +57,15 @@ public interface IFuseFileSystem
     /// <see cref="FuseOpenOptions.Passthrough"/> and <see cref="FuseOpenResult.BackingId"/> from a
     /// <see cref="Passthrough.BackingId"/> made through <see cref="FuseConnection.TryOpenBackingFile"/>.
     /// </summary>
+    /// <remarks>
+    /// <b>Zero-message opens</b>: when <see cref="FuseConnection.NoOpenSupported"/>, returning
+    /// <see cref="Errno.ENOSYS"/> makes the kernel open this file, and every regular file after it on
+    /// this connection, by itself: no more OPEN or RELEASE, reads with handle 0 (serve them by node
+    /// id), pages kept across opens. It cannot be undone for the connection's life, and passthrough
+    /// needs OPEN, so only a filesystem that never needs either may do it. Answer
+    /// <see cref="Flush"/> with ENOSYS too, or every close sends a FLUSH. Without
+    /// <see cref="FuseConnection.NoOpenSupported"/>, ENOSYS simply fails the open.
+    /// </remarks>
     Errno Open(ulong nodeId, int flags, out FuseOpenResult result);
 
     /// <summary>
@@ -70,7 +79,12 @@ public interface IFuseFileSystem
     /// </summary>
     ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken);
 
-    /// <summary>close(2) of one descriptor of an open file; nothing to do for read-only data.</summary>
+    /// <summary>
+    /// close(2) of one descriptor of an open file; nothing to do for read-only data. Not sent for
+    /// opens answered with <see cref="FuseOpenOptions.NoFlush"/>. <see cref="Errno.ENOSYS"/> makes the
+    /// kernel stop sending FLUSH on this connection (close(2) still succeeds): the way to silence it
+    /// for zero-message opens, which carry no open flags.
+    /// </summary>
     Errno Flush(ulong nodeId, ulong handle) => Errno.Ok;
 
     /// <summary>The last descriptor of an open file is gone; <paramref name="handle"/> is dead after this.</summary>

@@ -14,6 +14,7 @@ public sealed class DispatcherTests
     private const uint CacheSymlinks = 1u << 23;
     private const uint InitExt = 1u << 30;
     private const uint WritebackCache = 1u << 16;
+    private const uint NoOpenSupport = 1u << 17;
     private const uint PassthroughFlags2 = 1u << (37 - 32);
 
     [Fact]
@@ -82,6 +83,68 @@ public sealed class DispatcherTests
         Assert.False(fs.Connection!.PassthroughEnabled);
         Assert.False(fs.Connection.TryOpenBackingFile(new Microsoft.Win32.SafeHandles.SafeFileHandle(42, false), out _, out Errno error));
         Assert.Equal(Errno.EOPNOTSUPP, error);
+    }
+
+    [Fact]
+    public void Init_NoOpenSupportOffered_IsRecordedButNotEchoed()
+    {
+        var fs = new ScriptedFileSystem();
+        using var h = new DispatcherHarness(fs);
+
+        byte[] reply = h.Init(flags: 0xFFFFFFFF); // 6.18 offers FUSE_NO_OPEN_SUPPORT among the rest
+
+        Assert.True(fs.Connection!.NoOpenSupported);
+        Assert.Equal(0u, Wire.U32(reply, 12) & NoOpenSupport); // a kernel capability: nothing to grant
+    }
+
+    [Fact]
+    public void Init_NoOpenSupportNotOffered_IsFalse()
+    {
+        var fs = new ScriptedFileSystem();
+        using var h = new DispatcherHarness(fs);
+
+        h.Init(flags: 0xFFFFFFFF & ~NoOpenSupport);
+
+        Assert.False(fs.Connection!.NoOpenSupported);
+    }
+
+    [Fact]
+    public void Open_FileSystemDeclinesWithENOSYS_IsAnsweredENOSYS()
+    {
+        // The kernel reads ENOSYS from OPEN as "zero-message opens" (when it offered them), and
+        // from FLUSH as "stop sending FLUSH"; the dispatcher must pass both through untouched.
+        var fs = new ScriptedFileSystem { OpenError = Errno.ENOSYS, FlushError = Errno.ENOSYS };
+        using var h = new DispatcherHarness(fs);
+        h.Init();
+
+        byte[] open = h.Call(14, ScriptedFileSystem.HelloNode, new byte[8]);
+        byte[] flush = h.Call(25, ScriptedFileSystem.HelloNode, new byte[24]);
+
+        Assert.Equal(-38, Wire.ReplyError(open));
+        Assert.Equal(16, open.Length);
+        Assert.Equal(-38, Wire.ReplyError(flush));
+    }
+
+    [Fact]
+    public void RequestCount_CountsEveryRequestByOpcode_AnsweredOrNot()
+    {
+        var fs = new ScriptedFileSystem();
+        using var h = new DispatcherHarness(fs);
+        h.Init();
+
+        h.Call(1, 1, Wire.Name("hello"));
+        h.Call(1, 1, Wire.Name("nope"));
+        h.Call(14, ScriptedFileSystem.HelloNode, new byte[8]);
+        h.Call(16, ScriptedFileSystem.HelloNode, new byte[80]); // WRITE: EROFS from the table, still counted
+        h.Send(Wire.Request(2, 999, ScriptedFileSystem.HelloNode, new byte[8])); // FORGET: no reply
+
+        Assert.Equal(1, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Init));
+        Assert.Equal(2, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Lookup));
+        Assert.Equal(1, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Open));
+        Assert.Equal(1, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Write));
+        Assert.Equal(1, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Forget));
+        Assert.Equal(0, h.Dispatcher.RequestCount(Protocol.FuseOpcode.Release));
+        Assert.Equal(0, h.Dispatcher.RequestCount((Protocol.FuseOpcode)100_000)); // unknown: no counter, no crash
     }
 
     [Fact]

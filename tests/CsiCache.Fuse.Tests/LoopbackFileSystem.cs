@@ -30,10 +30,13 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
     private long _passthroughOpens;
     private long _asyncReads;
 
-    public LoopbackFileSystem(string root, bool usePassthrough = false)
+    private long _handleZeroReads;
+
+    public LoopbackFileSystem(string root, bool usePassthrough = false, bool declineOpens = false)
     {
         _root = Path.GetFullPath(root);
         UsePassthrough = usePassthrough;
+        DeclineOpens = declineOpens;
         Node rootNode = new(FuseKernelRootId, _root) { Lookups = 1 };
         _nodes[rootNode.Id] = rootNode;
         _byPath[_root] = rootNode;
@@ -43,6 +46,12 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
     private const ulong FuseKernelRootId = 1;
 
     public bool UsePassthrough { get; }
+
+    /// <summary>Answer OPEN and FLUSH with ENOSYS when the kernel offers zero-message opens; reads then come with handle 0.</summary>
+    public bool DeclineOpens { get; }
+
+    /// <summary>READs that came with handle 0 (zero-message opens), served by node id.</summary>
+    public long HandleZeroReads => Interlocked.Read(ref _handleZeroReads);
 
     public long ReadCalls => Interlocked.Read(ref _readCalls);
 
@@ -153,6 +162,10 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
     public Errno Open(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
+        if (DeclineOpens && _connection is { NoOpenSupported: true })
+        {
+            return Errno.ENOSYS;
+        }
         string? path = PathOf(nodeId);
         if (path is null)
         {
@@ -201,27 +214,46 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
     public async ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
         Interlocked.Increment(ref _readCalls);
-        if (!_files.TryGetValue(handle, out SafeFileHandle? file))
+        SafeFileHandle? file;
+        SafeFileHandle? perRead = null;
+        if (handle == 0 && DeclineOpens)
+        {
+            // A zero-message open: no handle, so open the node's file for this read.
+            Interlocked.Increment(ref _handleZeroReads);
+            string? path = PathOf(nodeId);
+            if (path is null)
+            {
+                return Errno.ESTALE;
+            }
+            file = perRead = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        }
+        else if (!_files.TryGetValue(handle, out file))
         {
             return Errno.EBADF;
         }
-        if ((offset / 4096) % 2 == 1)
+
+        using (perRead)
         {
-            Interlocked.Increment(ref _asyncReads);
-            await Task.Yield();
-        }
-        int total = 0;
-        while (total < destination.Length)
-        {
-            int n = RandomAccess.Read(file, destination.Span[total..], offset + total);
-            if (n == 0)
+            if ((offset / 4096) % 2 == 1)
             {
-                break;
+                Interlocked.Increment(ref _asyncReads);
+                await Task.Yield();
             }
-            total += n;
+            int total = 0;
+            while (total < destination.Length)
+            {
+                int n = RandomAccess.Read(file, destination.Span[total..], offset + total);
+                if (n == 0)
+                {
+                    break;
+                }
+                total += n;
+            }
+            return FuseReadResult.Bytes(total);
         }
-        return FuseReadResult.Bytes(total);
     }
+
+    public Errno Flush(ulong nodeId, ulong handle) => DeclineOpens ? Errno.ENOSYS : Errno.Ok;
 
     public void Release(ulong nodeId, ulong handle)
     {

@@ -501,4 +501,58 @@ public sealed class MountLifecycleTests
         Assert.True(m.Fs.PassthroughOpens >= 6);
         Assert.Equal(0, m.Fs.ReadCalls); // no READ reached the server: the kernel read the backing files
     }
+    [Fact]
+    public async Task NoOpen_OpenDeclinedOnce_KernelStopsSendingOpenReleaseAndFlush()
+    {
+        await using TestMount m = await TestMount.CreateAsync(declineOpens: true);
+        Assert.True(m.Session.NoOpenSupported, "kernels since 3.14 (FUSE 7.23) offer FUSE_NO_OPEN_SUPPORT; this one did not");
+
+        // Every file, twice, each open read whole and closed: all bytes right, through handle 0.
+        foreach ((string name, _) in SourceTree.Files)
+        {
+            byte[] expected = File.ReadAllBytes(Path.Combine(m.Source, name));
+            Assert.Equal(expected, File.ReadAllBytes(Path.Combine(m.MountPoint, name)));
+            Assert.Equal(expected, File.ReadAllBytes(Path.Combine(m.MountPoint, name)));
+        }
+        // Pages are kept across opens (the kernel's default for zero-message opens): re-reads reach nobody.
+        long reads = m.Fs.ReadCalls;
+        long forgets = m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget);
+        for (int i = 0; i < 20; i++)
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(m.Source, "odd.bin")), File.ReadAllBytes(Path.Combine(m.MountPoint, "odd.bin")));
+        }
+        if (m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget) == forgets)
+        {
+            Assert.Equal(reads, m.Fs.ReadCalls); // unless a drop_caches elsewhere on this shared machine (FORGETs show it) took the pages
+        }
+
+        await Task.Delay(300, TestContext.Current.CancellationToken); // RELEASE is sent in the background: give a stray one time to show
+        Assert.Equal(1, m.Session.RequestCount(Protocol.FuseOpcode.Open));    // the one answered ENOSYS
+        Assert.Equal(1, m.Session.RequestCount(Protocol.FuseOpcode.Flush));   // the first close; ENOSYS silences the rest
+        Assert.Equal(0, m.Session.RequestCount(Protocol.FuseOpcode.Release)); // none, not even for the first open
+        Assert.True(m.Fs.HandleZeroReads > 0);
+        Assert.Equal(m.Fs.ReadCalls, m.Fs.HandleZeroReads);
+        Assert.True(m.Session.RequestCount(Protocol.FuseOpcode.OpenDir) == 0, "nothing listed a directory here");
+        Assert.True(Directory.EnumerateFileSystemEntries(m.MountPoint).Any());
+        Assert.True(m.Session.RequestCount(Protocol.FuseOpcode.OpenDir) > 0, "directories keep OPENDIR");
+    }
+
+    [Fact]
+    public async Task Open_Answered_EachOpenSendsOpenAndRelease()
+    {
+        // The control for the test above: with OPEN answered, the counters see every open and close.
+        await using TestMount m = await TestMount.CreateAsync();
+        for (int i = 0; i < 5; i++)
+        {
+            Assert.Equal(File.ReadAllBytes(Path.Combine(m.Source, "odd.bin")), File.ReadAllBytes(Path.Combine(m.MountPoint, "odd.bin")));
+        }
+        DateTime deadline = DateTime.UtcNow.AddSeconds(10);
+        while (m.Session.RequestCount(Protocol.FuseOpcode.Release) < 5 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20, TestContext.Current.CancellationToken);
+        }
+        Assert.Equal(5, m.Session.RequestCount(Protocol.FuseOpcode.Open));
+        Assert.Equal(5, m.Session.RequestCount(Protocol.FuseOpcode.Release));
+        Assert.Equal(5, m.Session.RequestCount(Protocol.FuseOpcode.Flush)); // the loopback answers OPEN without FOPEN_NOFLUSH
+    }
 }

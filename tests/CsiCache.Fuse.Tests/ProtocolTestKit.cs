@@ -158,6 +158,12 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
 
     public FuseOpenOptions OpenOptions { get; set; } = FuseOpenOptions.KeepCache;
 
+    /// <summary>What OPEN answers (Ok: a handle with <see cref="OpenOptions"/>).</summary>
+    public Errno OpenError { get; set; } = Errno.Ok;
+
+    /// <summary>What FLUSH answers.</summary>
+    public Errno FlushError { get; set; } = Errno.Ok;
+
     public FuseConnection? Connection { get; private set; }
 
     public int DestroyCalls { get; private set; }
@@ -222,9 +228,16 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
 
     public Errno Open(ulong nodeId, int flags, out FuseOpenResult result)
     {
+        result = default;
+        if (!OpenError.IsOk)
+        {
+            return OpenError;
+        }
         result = new FuseOpenResult { Handle = 77, Options = OpenOptions, BackingId = 9 };
         return Errno.Ok;
     }
+
+    public Errno Flush(ulong nodeId, ulong handle) => FlushError;
 
     public ValueTask<FuseReadResult> ReadAsync(ulong nodeId, ulong handle, long offset, Memory<byte> destination, CancellationToken cancellationToken)
     {
