@@ -325,7 +325,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     /// <summary>
     /// The first handle-0 READ of a file (or one after the kernel forgot it): resolve the node and its
-    /// version without holding the reader thread (HTTP may need a HEAD here, as OPEN would have
+    /// version without holding the reader thread (HTTP fetches the first chunk with it here, as OPEN would have
     /// done), then install the file's shared read state; concurrent first reads agree on one.
     /// </summary>
     private async ValueTask<FuseReadResult> ReadWithoutOpenAsync(ulong nodeId, long offset, Memory<byte> destination, CancellationToken cancellationToken)
@@ -346,7 +346,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             {
                 return node.IsDirectory ? Errno.EISDIR : Errno.EINVAL;
             }
-            FileVersion version = await _tree.ResolveFileAsync(node, _stopping).ConfigureAwait(false);
+            FileVersion version = await _reader.ResolveForReadAsync(_tree, node, _stopping).ConfigureAwait(false);
             shared = InstallSharedRead(node, version);
         }
         catch (Exception e)
@@ -399,7 +399,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
         try
         {
-            FileVersion version = _tree.ResolveFile(node, _stopping);
+            FileVersion version = _reader.ResolveForRead(_tree, node, _stopping);
             OpenState opens = node.Opens;
             lock (opens.Gate)
             {

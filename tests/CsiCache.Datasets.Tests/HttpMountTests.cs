@@ -31,8 +31,9 @@ public sealed class HttpMountTests
             Assert.Equal(chunks, reads.Select(r => r.RangeStart).Distinct().Count());
         }
         // A file's first open costs one GET (its first chunk, with the version), not a HEAD and a
-        // GET; only the empty file, which has nothing to read, is stat'ed with a HEAD.
-        Assert.Equal(files.Count(f => f.Value.Length == 0), server.Requests.Count(r => r.Method == "HEAD"));
+        // GET; only an empty file, which has nothing to read, may be stat'ed with a HEAD.
+        HashSet<string> empty = files.Where(f => f.Value.Length == 0).Select(f => "/" + f.Key).ToHashSet();
+        Assert.DoesNotContain(server.Requests, r => r.Method == "HEAD" && !empty.Contains(r.Path));
 
         int requestsAfterFirstPass = server.RequestCount;
         long hitsAfterFirstPass = test.Mount.GetStats().CacheHits;

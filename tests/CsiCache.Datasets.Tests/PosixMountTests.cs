@@ -314,6 +314,15 @@ public sealed class PosixMountTests
             Assert.Fail("this kernel (6.9+) and root should negotiate FUSE_PASSTHROUGH; the Fuse layer did not");
         }
 
+        // The kernel sends RELEASE after close(2) returns, asynchronously: wait until both handles
+        // are gone, or the next open would still see a READ-mode handle and (rightly) join it.
+        var released = DateTime.UtcNow.AddSeconds(10);
+        while (fs.OpenFiles > 0 && DateTime.UtcNow < released)
+        {
+            await Task.Delay(10, TestContext.Current.CancellationToken);
+        }
+        Assert.Equal(0, fs.OpenFiles);
+
         // Now cached whole and open nowhere: passthrough, shared by concurrent opens.
         Native.DropPageCache(path); // itself a passthrough open
         long servedBefore = test.Mount.GetStats().BytesServed;
