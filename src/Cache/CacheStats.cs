@@ -43,6 +43,9 @@ public sealed record CacheStats
     /// <summary>Fetched chunks that could not be written (e.g. ENOSPC): they were served from memory and not cached.</summary>
     public long WriteFailures { get; init; }
 
+    /// <summary>Chunks written with O_DIRECT (see <see cref="ChunkCacheOptions.DirectWriteMinBytes"/>).</summary>
+    public long DirectWrites { get; init; }
+
     /// <summary>Fetches running now.</summary>
     public long InFlightFetches { get; init; }
 

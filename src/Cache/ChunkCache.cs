@@ -48,6 +48,7 @@ public sealed class ChunkCache : IDisposable
     private long _evictedBytes;
     private long _pinnedSkips;
     private long _writeFailures;
+    private long _directWrites;
     private long _inFlight;
 
     /// <summary>
@@ -347,6 +348,7 @@ public sealed class ChunkCache : IDisposable
             EvictedBytes = Volatile.Read(ref _evictedBytes),
             PinnedSkips = Volatile.Read(ref _pinnedSkips),
             WriteFailures = Volatile.Read(ref _writeFailures),
+            DirectWrites = Volatile.Read(ref _directWrites),
             InFlightFetches = Volatile.Read(ref _inFlight),
             BufferBytesInUse = Budget.InUseBytes,
             OverQuota = used > _options.QuotaBytes,
@@ -373,6 +375,7 @@ public sealed class ChunkCache : IDisposable
         _sync?.Close(clean: true);
         _sync?.Dispose();
         _idle.Clear();
+        _store.Dispose();
         _lockFile.Dispose();
     }
 
@@ -492,6 +495,7 @@ public sealed class ChunkCache : IDisposable
         {
             ChunkEntry entry => new ChunkLease(entry, _store),
             MemoryChunk memory => new ChunkLease(memory),
+            FreshChunk fresh => new ChunkLease(fresh, _store),
             _ => throw new InvalidOperationException("Unknown chunk source."),
         };
     }
@@ -538,7 +542,13 @@ public sealed class ChunkCache : IDisposable
         ChunkEntry stored;
         try
         {
-            stored = Store(key, buffer.Memory.Span);
+            stored = Store(key, buffer.Memory.Span, out bool direct);
+            if (direct)
+            {
+                // Written around the page cache: this flight's readers read the buffer (it returns
+                // to the budget with their last lease); later readers pread the file.
+                return new FreshChunk(stored, new MemoryChunk(key, buffer));
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -557,14 +567,14 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>Writes a chunk file and indexes it, pinned once for the flight.</summary>
-    private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data)
+    private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
     {
         // The write happens outside any lock; only the rename and the index update are serialised
         // with eviction. The checkpoint gate spans clock read to rename (see SyncCheckpoint).
         _sync?.BeginWrite();
         try
         {
-            return StoreUnderGate(key, data);
+            return StoreUnderGate(key, data, out direct);
         }
         finally
         {
@@ -572,11 +582,19 @@ public sealed class ChunkCache : IDisposable
         }
     }
 
-    private ChunkEntry StoreUnderGate(ChunkKey key, ReadOnlySpan<byte> data)
+    private ChunkEntry StoreUnderGate(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
     {
         string path = _store.GetPath(key);
         DateTimeOffset now = _time.GetUtcNow();
-        string temp = _store.WriteTemp(path, data, now.UtcDateTime);
+        string? temp = _options.Medium == CacheMedium.Disk && _options.DirectWriteMinBytes > 0 && data.Length >= _options.DirectWriteMinBytes
+            ? _store.TryWriteTempDirect(path, data, now.UtcDateTime)
+            : null;
+        direct = temp is not null;
+        if (direct)
+        {
+            Interlocked.Increment(ref _directWrites);
+        }
+        temp ??= _store.WriteTemp(path, data, now.UtcDateTime);
         var entry = new ChunkEntry(key, data.Length, now.UtcTicks, _idle);
 
         // Make room first, on this thread, if this put would take the cache past the quota

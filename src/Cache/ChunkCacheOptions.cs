@@ -39,6 +39,13 @@ public sealed record ChunkCacheOptions
     /// </summary>
     public bool FlushToDisk { get; init; } = true;
 
+    /// <summary>
+    /// Chunks at least this long are written with O_DIRECT (disk medium; 0: never), and the readers
+    /// waiting for them are served from the fetch buffer. Smaller ones go through the page cache,
+    /// where a reread is a memory copy and the write costs little.
+    /// </summary>
+    public int DirectWriteMinBytes { get; init; } = 1 << 20;
+
     /// <summary>How often written chunks are made durable (with <see cref="FlushToDisk"/>): at most this much fetching is lost to a crash.</summary>
     public TimeSpan SyncInterval { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -67,6 +74,7 @@ public sealed record ChunkCacheOptions
             throw new ArgumentOutOfRangeException(nameof(HighWatermark), $"Need 0 < LowWatermark ({LowWatermark}) <= HighWatermark ({HighWatermark}) <= 1.");
         }
         ArgumentOutOfRangeException.ThrowIfNegative(MaxIdleOpenFiles);
+        ArgumentOutOfRangeException.ThrowIfNegative(DirectWriteMinBytes);
         if (SyncInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(SyncInterval), SyncInterval, "Must be positive.");

@@ -223,6 +223,30 @@ internal enum AcquireResult
     Missing,
 }
 
+/// <summary>
+/// A chunk just written around the page cache (O_DIRECT): stored, indexed and pinned like any
+/// entry, but the readers of its flight read the fetch buffer, still in memory, rather than the
+/// file, whose bytes are on the device and not in the page cache.
+/// </summary>
+internal sealed class FreshChunk(ChunkEntry entry, MemoryChunk memory) : ChunkSource(entry.Key, entry.Length)
+{
+    public ChunkEntry Entry => entry;
+
+    public ReadOnlyMemory<byte> Data => memory.Data;
+
+    public override void HandOff(int receivers)
+    {
+        entry.HandOff(receivers);
+        memory.HandOff(receivers);
+    }
+
+    public override void Release()
+    {
+        entry.Release();
+        memory.Release();
+    }
+}
+
 /// <summary>A fetched chunk that could not be written (disk full, I/O error): its waiters read it from the fetch buffer.</summary>
 internal sealed class MemoryChunk(ChunkKey key, BudgetLease buffer) : ChunkSource(key, buffer.Length)
 {

@@ -13,6 +13,7 @@ public sealed class ChunkLease : IDisposable
     private readonly SafeFileHandle? _handle;
     private readonly ReadOnlyMemory<byte> _memory;
     private readonly ChunkStore? _store;
+    private readonly bool _fromMemory;
     private int _disposed;
 
     internal ChunkLease(ChunkEntry entry, ChunkStore store)
@@ -26,6 +27,16 @@ public sealed class ChunkLease : IDisposable
     {
         _source = chunk;
         _memory = chunk.Data;
+        _fromMemory = true;
+    }
+
+    internal ChunkLease(FreshChunk chunk, ChunkStore store)
+    {
+        _source = chunk;
+        _handle = chunk.Entry.Handle ?? throw new InvalidOperationException("A pinned chunk has an open handle.");
+        _store = store;
+        _memory = chunk.Data;
+        _fromMemory = true;
     }
 
     /// <summary>Which chunk this is.</summary>
@@ -58,12 +69,12 @@ public sealed class ChunkLease : IDisposable
             return 0;
         }
         int wanted = (int)Math.Min(destination.Length, Length - offsetInChunk);
-        if (_handle is null)
+        if (_fromMemory)
         {
             _memory.Span.Slice((int)offsetInChunk, wanted).CopyTo(destination);
             return wanted;
         }
-        return ReadFile(_handle, offsetInChunk, destination[..wanted]);
+        return ReadFile(_handle!, offsetInChunk, destination[..wanted]);
     }
 
     /// <summary>Unpins the chunk.</summary>

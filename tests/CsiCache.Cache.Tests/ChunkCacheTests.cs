@@ -267,6 +267,38 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task DirectWrite_LargeChunks_BypassThePageCache_ExactLengthsAndBytes_FromMemoryAndFromFile()
+    {
+        // /var/tmp, not /tmp: O_DIRECT needs a disk file system (tmpfs may refuse it).
+        using var dir = new TempDirectory("/var/tmp");
+        var options = Options(chunkSize: 2 * MiB) with { RootDirectory = dir.Path, DirectWriteMinBytes = MiB };
+        using var cache = new ChunkCache(options);
+        var obj = new TestObject("direct", (4 * MiB) + 100);
+        var odd = new TestObject("odd", (2 * MiB) + (MiB + (MiB / 2) + 3));
+
+        foreach (TestObject o in new[] { obj, odd })
+        {
+            for (long i = 0; i < cache.GetChunkCount(o.Size); i++)
+            {
+                int length = cache.GetChunkLength(o.Size, i);
+                using ChunkLease lease = await cache.GetOrFetchAsync(o.Chunk(i), length, o.FetchChunk(i, 2 * MiB), Ct);
+                Assert.NotNull(lease.FileHandle); // stored and pinned like any chunk
+                var fromLease = new byte[length];
+                Assert.Equal(length, lease.Read(0, fromLease));
+                Assert.Equal(o.Expected(i * 2 * MiB, length), fromLease);
+                Assert.Equal(length, new FileInfo(lease.FilePath!).Length);
+
+                var fromFile = new byte[length];
+                Assert.True(cache.TryRead(o.Chunk(i), 0, fromFile, out int n));
+                Assert.Equal(length, n);
+                Assert.Equal(o.Expected(i * 2 * MiB, length), fromFile);
+            }
+        }
+        // obj: 2 MiB, 2 MiB, 100 B; odd: 2 MiB, 1.5 MiB + 3. Every chunk of 1 MiB or more went direct.
+        Assert.Equal(4, cache.GetStats().DirectWrites);
+    }
+
+    [Fact]
     public async Task Crash_ChunksWrittenAfterTheLastSync_AreDiscardedAtRestart_SyncedOnesKept()
     {
         // An hour between automatic syncs: only the explicit Sync() below makes anything durable.
