@@ -216,6 +216,28 @@ internal sealed partial class ChunkReader
         }
     }
 
+    /// <summary>
+    /// A read that spans more than one missing chunk (an unaligned random read spans two): the
+    /// later chunks are queued now, so they arrive alongside the first instead of after it; the
+    /// read joins their flights when it gets to them.
+    /// </summary>
+    private void FetchLaterChunksAhead(OpenFile file, long position, int length)
+    {
+        if (_prefetcher is null)
+        {
+            return;
+        }
+        long first = position / _cache.ChunkSize;
+        long last = (position + length - 1) / _cache.ChunkSize;
+        for (long i = first + 1; i <= last; i++)
+        {
+            if (!_cache.Contains(new ChunkKey(file.Version.Key, i)))
+            {
+                _prefetcher.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
+            }
+        }
+    }
+
     /// <summary>Where a byte position falls: its chunk, the offset inside it, and how much of <paramref name="remaining"/> that chunk holds.</summary>
     private static (long Index, long InChunk, int Part) Locate(long position, int remaining, int chunkSize)
     {
@@ -228,6 +250,7 @@ internal sealed partial class ChunkReader
     {
         int chunkSize = _cache.ChunkSize;
         OriginObject obj = file.Version.Object;
+        FetchLaterChunksAhead(file, offset + done, want - done);
         try
         {
             while (done < want)
