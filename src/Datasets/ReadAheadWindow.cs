@@ -20,8 +20,17 @@ internal sealed class ReadAheadWindow
     /// <summary>Chunks ahead on the first sequential read; doubled per sequential read after it.</summary>
     private const int InitialWindow = 2;
 
+    /// <summary>
+    /// How far a sequential run must reach before anything is fetched ahead (at least one chunk).
+    /// The kernel turns one random 1 MiB pread into several back-to-back READs, plus its own
+    /// read-ahead (read_ahead_kb), so a short run proves nothing: counted from two READs, every
+    /// random read of a shard fetched up to 8 chunks it would never use.
+    /// </summary>
+    private const long MinRunBytes = 4L << 20;
+
     private readonly Lock _gate = new();
     private long _nextOffset = -1;
+    private long _runStart;
     private int _window;
     private long _queuedUntil;
 
@@ -38,8 +47,13 @@ internal sealed class ReadAheadWindow
             _nextOffset = sequential ? Math.Max(_nextOffset, end) : end;
             if (!sequential)
             {
+                _runStart = offset;
                 _window = 0;
                 _queuedUntil = 0;
+                return default;
+            }
+            if (_nextOffset - _runStart < Math.Max(MinRunBytes, chunkSize))
+            {
                 return default;
             }
 

@@ -109,13 +109,42 @@ public sealed class ParsingTests
         const int read = 1 << 20;
         var window = new ReadAheadWindow();
         Assert.Equal(default, window.OnRead(0, read, chunk, 100, 8));            // first read: no history
-        Assert.Equal((1L, 3L), window.OnRead(read, read, chunk, 100, 8));       // sequential: 2 ahead
-        Assert.Equal((3L, 5L), window.OnRead(2 * read, read, chunk, 100, 8));   // window 4, only new chunks
-        Assert.Equal((5L, 9L), window.OnRead(3 * read, read, chunk, 100, 8));   // window 8
-        Assert.Equal((9L, 10L), window.OnRead(4 * read, read, chunk, 100, 8));  // into chunk 1: the window slides one chunk
+        Assert.Equal(default, window.OnRead(read, read, chunk, 100, 8));        // in sequence, but the run is short
+        Assert.Equal(default, window.OnRead(2 * read, read, chunk, 100, 8));
+        Assert.Equal((1L, 3L), window.OnRead(3 * read, read, chunk, 100, 8));   // a chunk's worth: 2 ahead
+        Assert.Equal((3L, 6L), window.OnRead(4 * read, read, chunk, 100, 8));   // window 4 from chunk 1, only new chunks
+        Assert.Equal((6L, 10L), window.OnRead(5 * read, read, chunk, 100, 8));  // window 8
+        Assert.Equal(default, window.OnRead(6 * read, read, chunk, 100, 8));    // nothing new within chunk 1
+        Assert.Equal((10L, 11L), window.OnRead(8 * read, read, chunk, 100, 8)); // into chunk 2: the window slides one chunk
         Assert.Equal(default, window.OnRead(90L * chunk, read, chunk, 100, 8)); // a jump resets
-        Assert.Equal((91L, 93L), window.OnRead((90L * chunk) + read, read, chunk, 100, 8));
-        Assert.Equal((93L, 95L), window.OnRead((90L * chunk) + (2 * read), read, chunk, 100, 8)); // window 4 from chunk 91
-        Assert.Equal((95L, 99L), window.OnRead((90L * chunk) + (3 * read), read, chunk, 99, 8));  // window 8, capped at the last chunk
+        for (int i = 1; i < 3; i++)
+        {
+            Assert.Equal(default, window.OnRead((90L * chunk) + (i * read), read, chunk, 100, 8));
+        }
+        Assert.Equal((91L, 93L), window.OnRead((90L * chunk) + (3 * read), read, chunk, 100, 8));
+        Assert.Equal((93L, 96L), window.OnRead((90L * chunk) + (4 * read), read, chunk, 100, 8)); // window 4 from chunk 91
+        Assert.Equal((96L, 99L), window.OnRead((90L * chunk) + (5 * read), read, chunk, 99, 8));  // window 8, capped at the last chunk
+    }
+
+    [Fact]
+    public void ReadAhead_OneRandomPreadSplitIntoReads_FetchesNothingAhead()
+    {
+        // What the kernel sends for a 1 MiB pread at a random offset: a small READ, then the rest
+        // in back-to-back READs, then its own read-ahead of read_ahead_kb (1 MiB) beyond.
+        const int chunk = 4 << 20;
+        var window = new ReadAheadWindow();
+        var random = new Random(3);
+        // Shuffled slots 16 MiB apart: no two reads land within the window's slack of each other.
+        foreach (int slot in Enumerable.Range(0, 50).OrderBy(_ => random.Next()))
+        {
+            long offset = (slot * (16L << 20)) + random.NextInt64(0, 4L << 20);
+            Assert.Equal(default, window.OnRead(offset, 128 << 10, chunk, 200, 8));
+            long at = offset + (128 << 10);
+            foreach (int size in new[] { 256 << 10, 256 << 10, 384 << 10, 1 << 20 })
+            {
+                Assert.Equal(default, window.OnRead(at, size, chunk, 200, 8));
+                at += size;
+            }
+        }
     }
 }

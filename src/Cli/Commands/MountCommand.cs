@@ -35,6 +35,11 @@ internal static class MountCommand
             Description = "bound on data buffers in flight, e.g. 512Mi",
             DefaultValueFactory = _ => "512Mi",
         };
+        var chunkSize = new Option<string>("--chunk-size")
+        {
+            Description = "cache chunk size, 1Mi to 4Mi: smaller fetches less for random reads, larger makes fewer requests for sequential ones",
+            DefaultValueFactory = _ => "4Mi",
+        };
         var memoryCacheDir = new Option<string>("--memory-cache-dir") { Description = "tmpfs directory for --param cacheMedium=memory" };
         var parameters = new Option<string[]>("--param", "-p")
         {
@@ -57,7 +62,7 @@ internal static class MountCommand
 
         command.Arguments.Add(source);
         command.Arguments.Add(mountPoint);
-        foreach (Option option in new Option[] { cacheDir, cacheSize, memoryLimit, memoryCacheDir, parameters, secretEnvPrefix, originTimeout, originRetries, logLevel, logFormat })
+        foreach (Option option in new Option[] { cacheDir, cacheSize, chunkSize, memoryLimit, memoryCacheDir, parameters, secretEnvPrefix, originTimeout, originRetries, logLevel, logFormat })
         {
             command.Options.Add(option);
         }
@@ -75,11 +80,17 @@ internal static class MountCommand
             try
             {
                 volumeParameters = ParseParameters(parse.GetValue(parameters) ?? []);
+                long chunk = ParseSize("--chunk-size", parse.GetValue(chunkSize)!);
+                if (chunk is < CsiCache.Cache.ChunkCacheOptions.MinChunkSize or > CsiCache.Cache.ChunkCacheOptions.MaxChunkSize)
+                {
+                    throw new ArgumentException($"--chunk-size must be between 1Mi and 4Mi, got {parse.GetValue(chunkSize)}");
+                }
                 hostOptions = new DatasetHostOptions
                 {
                     CacheDirectory = Path.GetFullPath(parse.GetValue(cacheDir)!),
                     CacheQuotaBytes = ParseSize("--cache-size", parse.GetValue(cacheSize)!),
                     MemoryLimitBytes = ParseSize("--memory-limit", parse.GetValue(memoryLimit)!),
+                    ChunkSize = (int)chunk,
                     MemoryCacheDirectory = parse.GetValue(memoryCacheDir) is { Length: > 0 } m ? Path.GetFullPath(m) : null,
                     OriginTimeout = ParseDuration("--origin-timeout", parse.GetValue(originTimeout)!),
                     OriginRetries = Math.Max(0, parse.GetValue(originRetries)),
