@@ -89,14 +89,18 @@ internal sealed partial class ChunkReader
 
     /// <summary>
     /// The version an open (or a first READ) will read. Where the origin must be asked for it (an
-    /// HTTP listing carries no version), the same request brings the first chunk, which goes into
-    /// the cache: a small file then costs one origin round trip, not a HEAD and a GET.
+    /// HTTP listing carries no version) and the file fits in one chunk, the same request brings
+    /// the whole file, which goes into the cache: a small file then costs one origin round trip,
+    /// not a HEAD and a GET.
     /// </summary>
     public async ValueTask<FileVersion> ResolveForReadAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
     {
-        if (!DatasetTree.NeedsStatToOpen(file) || file.Attributes.Size == 0)
+        long listedSize = file.Attributes.Size;
+        if (!DatasetTree.NeedsStatToOpen(file) || listedSize == 0 || listedSize > _cache.ChunkSize)
         {
-            // Known already, or listed empty (nothing to read with it).
+            // Known already; or listed empty (nothing to read with it); or larger than a chunk,
+            // where the first chunk may not be what the reader wants (a random reader of a shard)
+            // and one extra round trip is small next to the file: a plain stat.
             return await tree.ResolveFileAsync(file, ct).ConfigureAwait(false);
         }
         Task<FileVersion>? running = Volatile.Read(ref file.FirstResolve);
