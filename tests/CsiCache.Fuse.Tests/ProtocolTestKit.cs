@@ -164,6 +164,12 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
     /// <summary>What FLUSH answers.</summary>
     public Errno FlushError { get; set; } = Errno.Ok;
 
+    /// <summary>What OPENDIR answers (Ok: handle 55 with FOPEN_CACHE_DIR).</summary>
+    public Errno OpenDirError { get; set; } = Errno.Ok;
+
+    /// <summary>The handle of every READDIR/READDIRPLUS, in order.</summary>
+    public ConcurrentQueue<ulong> ReadDirHandles { get; } = new();
+
     public FuseConnection? Connection { get; private set; }
 
     public int DestroyCalls { get; private set; }
@@ -267,11 +273,12 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = new FuseOpenResult { Handle = 55, Options = FuseOpenOptions.CacheDir | FuseOpenOptions.Passthrough };
-        return Errno.Ok;
+        return OpenDirError;
     }
 
     public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer)
     {
+        ReadDirHandles.Enqueue(handle);
         Span<byte> name = stackalloc byte[300];
         for (int i = (int)offset; i < DirectoryNames.Count; i++)
         {
