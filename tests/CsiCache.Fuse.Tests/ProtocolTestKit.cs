@@ -167,8 +167,10 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
     /// <summary>What OPENDIR answers (Ok: handle 55 with FOPEN_CACHE_DIR).</summary>
     public Errno OpenDirError { get; set; } = Errno.Ok;
 
-    /// <summary>The handle of every READDIR/READDIRPLUS, in order.</summary>
-    public ConcurrentQueue<ulong> ReadDirHandles { get; } = new();
+    /// <summary>READDIR/READDIRPLUS calls and those among them with handle 0 (counters: the allocation test lists too).</summary>
+    public int ReadDirCalls { get; private set; }
+
+    public int HandleZeroReadDirCalls { get; private set; }
 
     public FuseConnection? Connection { get; private set; }
 
@@ -278,7 +280,8 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
 
     public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer)
     {
-        ReadDirHandles.Enqueue(handle);
+        ReadDirCalls++;
+        HandleZeroReadDirCalls += handle == 0 ? 1 : 0;
         Span<byte> name = stackalloc byte[300];
         for (int i = (int)offset; i < DirectoryNames.Count; i++)
         {
