@@ -149,6 +149,23 @@ internal sealed class DatasetEntry
     /// <summary>Removes the shared read state; returns what was there.</summary>
     public OpenFile? TakeSharedRead() => Interlocked.Exchange(ref _sharedRead, null);
 
+    /// <summary>
+    /// The listing every handle-0 READDIR of this directory shares under zero-message opendirs, where
+    /// the kernel opens directories without telling us: it fixes which <see cref="DirectoryListing"/>
+    /// the cookies index, as a handle does. Created by the first such READDIR, dropped when the kernel
+    /// forgets the node (no open directory can outlive its inode).
+    /// </summary>
+    public OpenDirectory? SharedListing => Volatile.Read(ref _sharedListing);
+
+    private OpenDirectory? _sharedListing;
+
+    /// <summary>Installs <paramref name="replacement"/> if the shared listing is still <paramref name="expected"/>.</summary>
+    public bool TrySwapSharedListing(OpenDirectory? expected, OpenDirectory replacement) =>
+        ReferenceEquals(Interlocked.CompareExchange(ref _sharedListing, replacement, expected), expected);
+
+    /// <summary>Removes the shared listing; returns what was there.</summary>
+    public OpenDirectory? TakeSharedListing() => Interlocked.Exchange(ref _sharedListing, null);
+
     public override string ToString() => $"{NodeId:x16} '{Path}' ({Kind})";
 }
 

@@ -25,7 +25,18 @@ namespace CsiCache.Datasets;
 /// nothing at all once its pages are cached. Without FOPEN_NOFLUSH each close would send a FLUSH, so FLUSH is answered ENOSYS
 /// too, which the kernel also remembers. Handle-0 READs are served by node id from one read state
 /// per file (<see cref="DatasetEntry.SharedRead"/>). Refresh mounts (a version per open, KEEP_CACHE
-/// only while unchanged) and passthrough (a backing id per open) keep OPEN; directories keep OPENDIR.</para>
+/// only while unchanged) and passthrough (a backing id per open) keep OPEN.</para>
+/// <para><b>Zero-message opendirs.</b> The same bargain for directories, where the kernel offers it
+/// (<see cref="FuseConnection.NoOpendirSupported"/>): on an immutable mount a directory's listing
+/// never changes, so OPENDIR has nothing to decide and is answered ENOSYS. The kernel then opens
+/// every directory of this connection itself, with handle 0, sends no OPENDIR or RELEASEDIR again,
+/// and gives each such open its default flags, FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR: once a
+/// directory has been read to its end, later listings of it come from the kernel's cache of the
+/// entries with no request at all, until its inode is evicted. A recursive walk of a warm tree then
+/// costs no round trip per directory. Handle-0 READDIRs are served by node id from one listing per
+/// directory (<see cref="DatasetEntry.SharedListing"/>). Refresh mounts keep OPENDIR: a listing older
+/// than the TTL must be fetched again, and the kernel's cached listing would hide it. Passthrough
+/// does not matter here: it is for regular files only, and OPENDIR never passes a backing file.</para>
 /// </remarks>
 internal sealed partial class DatasetFileSystem : IFuseFileSystem
 {
@@ -54,7 +65,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private readonly bool _passthrough;
     private long _passthroughOpens;
     private bool _zeroMessageOpen;
+    private bool _zeroMessageOpenDir;
     private int _sharedReads;
+    private int _sharedListings;
 
     public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, bool passthrough = false)
     {
@@ -80,6 +93,15 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     /// <summary>True when OPEN of regular files is answered ENOSYS (decided at INIT; see the remarks).</summary>
     public bool ZeroMessageOpen => _zeroMessageOpen;
 
+    /// <summary>True when OPENDIR is answered ENOSYS (decided at INIT; see the remarks).</summary>
+    public bool ZeroMessageOpenDir => _zeroMessageOpenDir;
+
+    /// <summary>Directory handles open now (from OPENDIR); stays 0 under zero-message opendirs.</summary>
+    public int OpenDirectories => _directories.Count;
+
+    /// <summary>Directories with a shared listing (zero-message opendirs): listed since the kernel last looked them up, one per directory.</summary>
+    public int DirectoriesListedWithoutOpen => Volatile.Read(ref _sharedListings);
+
     /// <summary>Set once INIT is negotiated; the place where passthrough would be taken up.</summary>
     public FuseConnection? Connection { get; private set; }
 
@@ -94,6 +116,14 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             : "immutable mount";
         _zeroMessageOpen = _tree.Refresh is null && !(_passthrough && connection.PassthroughEnabled) && connection.NoOpenSupported;
         LogOpenMode(_logger, _zeroMessageOpen ? "on" : "off", reason);
+
+        // Directories: only the listing's stability matters. Passthrough is for regular files (the
+        // kernel never attaches a backing file to a directory), so it does not enter the decision.
+        string dirReason = _tree.Refresh is not null ? "refresh mount: listings are fetched again after the TTL"
+            : !connection.NoOpendirSupported ? "the kernel does not offer FUSE_NO_OPENDIR_SUPPORT"
+            : "immutable mount";
+        _zeroMessageOpenDir = _tree.Refresh is null && connection.NoOpendirSupported;
+        LogOpenDirMode(_logger, _zeroMessageOpenDir ? "on" : "off", dirReason);
     }
 
     public void Destroy()
@@ -144,12 +174,21 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     public void Forget(ulong nodeId, ulong lookups)
     {
-        // At zero the kernel has dropped the inode, and with it every open file of it: the shared
-        // read state can go (a READ racing this, possible only with counts lost to a takeover,
-        // just builds it again).
-        if (_tree.Forget(nodeId, lookups) == 0 && _tree.TryGetNode(nodeId, out DatasetEntry node) && node.TakeSharedRead() is not null)
+        // At zero the kernel has dropped the inode, and with it every open file or directory of it:
+        // the shared read state or listing can go (a READ or READDIR racing this, possible only with
+        // counts lost to a takeover, just builds it again; a directory's listing itself stays with
+        // the node, so cookies mean the same entries in the rebuilt one).
+        if (_tree.Forget(nodeId, lookups) != 0 || !_tree.TryGetNode(nodeId, out DatasetEntry node))
+        {
+            return;
+        }
+        if (node.TakeSharedRead() is not null)
         {
             Interlocked.Decrement(ref _sharedReads);
+        }
+        if (node.TakeSharedListing() is not null)
+        {
+            Interlocked.Decrement(ref _sharedListings);
         }
     }
 
@@ -472,6 +511,13 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
+        if (_zeroMessageOpenDir)
+        {
+            // "Nothing to open": the kernel completes this opendir(3) itself with handle 0 and its
+            // default FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, and from now on opens and closes directories
+            // of this connection without a word to us. READDIRs arrive with handle 0 (see ReadDir).
+            return Errno.ENOSYS;
+        }
         if (!TryResolveNode(nodeId, out DatasetEntry node))
         {
             return Errno.ESTALE;
@@ -497,7 +543,18 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     /// </summary>
     public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer)
     {
-        if (!_directories.TryGet(handle, out OpenDirectory open))
+        OpenDirectory open;
+        if (handle == 0)
+        {
+            // A zero-message opendir (we never hand out handle 0): every directory comes with this
+            // handle, so the state is the node's, never the handle's.
+            Errno error = SharedListingFor(nodeId, offset, out open);
+            if (!error.IsOk)
+            {
+                return error;
+            }
+        }
+        else if (!_directories.TryGet(handle, out open))
         {
             // A handle from before a takeover: list the directory's current listing under it.
             if (!TryResolveNode(nodeId, out DatasetEntry directory) || !directory.IsDirectory)
@@ -563,6 +620,49 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
     }
 
+    /// <summary>
+    /// The listing handle-0 READDIRs of <paramref name="nodeId"/> read: the directory's shared one,
+    /// made by its first READDIR; concurrent first READDIRs agree on one. On an immutable mount a
+    /// directory has one <see cref="DirectoryListing"/> for the mount's life, only ever appended to
+    /// page by page, so cookie 3 + i names the same entry in every READDIR, whichever reader and
+    /// whenever. Only after a takeover can a refresh mount see handle 0 (this process answers OPENDIR
+    /// there); then a READDIR at offset 0 (a new opendir or a rewind) moves the directory to its
+    /// current listing, and a pass still running elsewhere continues in the new one.
+    /// </summary>
+    private Errno SharedListingFor(ulong nodeId, ulong offset, out OpenDirectory open)
+    {
+        open = null!;
+        if (!TryResolveNode(nodeId, out DatasetEntry directory))
+        {
+            return Errno.ESTALE;
+        }
+        if (!directory.IsDirectory)
+        {
+            return Errno.ENOTDIR;
+        }
+        OpenDirectory? created = null;
+        while (true)
+        {
+            OpenDirectory? current = directory.SharedListing;
+            if (current is not null && (_tree.Refresh is null || offset != 0 || ReferenceEquals(current.Listing, _tree.CurrentListing(directory))))
+            {
+                open = current;
+                return Errno.Ok;
+            }
+            created ??= new OpenDirectory(directory, _tree.CurrentListing(directory));
+            if (directory.TrySwapSharedListing(current, created))
+            {
+                if (current is null)
+                {
+                    Interlocked.Increment(ref _sharedListings);
+                }
+                open = created;
+                return Errno.Ok;
+            }
+        }
+    }
+
+    /// <summary>Not sent under zero-message opendirs (handle 0 never reaches the table anyway).</summary>
     public void ReleaseDir(ulong nodeId, ulong handle) => _directories.TryRemove(handle, out _);
 
     public Errno StatFs(ulong nodeId, out FuseStatFs stats)
@@ -637,6 +737,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Debug, Message = "Zero-message opens {State} ({Reason})")]
     private static partial void LogOpenMode(ILogger logger, string state, string reason);
+
+    [LoggerMessage(EventId = 3013, Level = LogLevel.Debug, Message = "Zero-message opendirs {State} ({Reason})")]
+    private static partial void LogOpenDirMode(ILogger logger, string state, string reason);
 
     [LoggerMessage(EventId = 3010, Level = LogLevel.Information, Message = "{Operation} '{Path}' failed ({Errno}): {Reason}")]
     private static partial void LogOperationFailed(ILogger logger, string operation, string path, string errno, string reason);

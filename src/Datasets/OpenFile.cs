@@ -17,7 +17,12 @@ internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool pas
     public ReadAheadWindow ReadAhead { get; } = new();
 }
 
-/// <summary>One open of a directory: the listing its offsets index (kept even if a refresh replaces it).</summary>
+/// <summary>
+/// One open of a directory: the listing its offsets index (kept even if a refresh replaces it). Under
+/// zero-message opendirs one instance per directory (<see cref="DatasetEntry.SharedListing"/>) serves
+/// every READDIR of it; it is immutable and <see cref="DirectoryListing"/> is thread-safe, so
+/// concurrent READDIRs of one directory need no lock of their own.
+/// </summary>
 internal sealed class OpenDirectory(DatasetEntry entry, DirectoryListing listing)
 {
     public DatasetEntry Entry { get; } = entry;

@@ -29,7 +29,11 @@ public ref struct DirectoryWriter
     private int _length;
     private int _count;
 
-    internal DirectoryWriter(Span<byte> buffer, bool plus)
+    /// <summary>
+    /// A writer over <paramref name="buffer"/> (the reply body). The dispatcher makes one per READDIR;
+    /// public so that a filesystem's tests can drive <see cref="IFuseFileSystem.ReadDir"/> without a kernel.
+    /// </summary>
+    public DirectoryWriter(Span<byte> buffer, bool plus)
     {
         _buffer = buffer;
         IsPlus = plus;

@@ -11,12 +11,13 @@ public sealed class FuseConnection
 {
     private readonly IBackingDevice? _device;
 
-    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device, bool noOpenSupported = false)
+    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device, bool noOpenSupported = false, bool noOpendirSupported = false)
     {
         ProtocolMinor = protocolMinor;
         MaxRead = maxRead;
         PassthroughEnabled = passthroughEnabled && device is not null;
         NoOpenSupported = noOpenSupported;
+        NoOpendirSupported = noOpendirSupported;
         _device = device;
     }
 
@@ -43,6 +44,19 @@ public sealed class FuseConnection
     /// (what that kernel offered is not known), which is always safe.
     /// </summary>
     public bool NoOpenSupported { get; }
+
+    /// <summary>
+    /// True when the kernel offered FUSE_NO_OPENDIR_SUPPORT (7.29) in INIT: the same bargain for
+    /// directories. ENOSYS from <see cref="IFuseFileSystem.OpenDir"/> makes the kernel remember that
+    /// this server keeps no per-opendir state: that opendir(3) and every later one on this connection
+    /// completes inside the kernel, no OPENDIR or RELEASEDIR is sent again, READDIR and READDIRPLUS
+    /// carry handle 0 (serve them by node id), and the open gets the kernel's default flags
+    /// FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR: once a directory has been read to its end, later listings
+    /// of it come from the kernel's own cache of the entries, with no request at all (until the
+    /// inode is evicted or its mtime changes). When false, ENOSYS fails the opendir(3) instead. Like
+    /// <see cref="NoOpenSupported"/>, a capability only: never echoed, false after a takeover.
+    /// </summary>
+    public bool NoOpendirSupported { get; }
 
     /// <summary>
     /// Registers an open, readable file as a passthrough backing file. Returns false (with the errno)

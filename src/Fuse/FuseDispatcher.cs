@@ -163,7 +163,7 @@ public sealed class FuseDispatcher : IDisposable
         // What the kernel offered is not known here, so zero-message opens are not assumed: answering
         // OPEN normally is right either way (if the earlier server declined OPEN, the kernel no longer
         // sends it, and reads arrive with handle 0 whatever this connection says).
-        var connection = new FuseConnection(FuseKernel.KernelMinorVersion, _options.MaxRead, passthrough, BackingDevice, noOpenSupported: false);
+        var connection = new FuseConnection(FuseKernel.KernelMinorVersion, _options.MaxRead, passthrough, BackingDevice, noOpenSupported: false, noOpendirSupported: false);
         _fs.Init(connection);
         _connection = connection;
         _initialized.TrySetResult(connection);
@@ -287,6 +287,8 @@ public sealed class FuseDispatcher : IDisposable
         // A capability of the kernel, not a request: nothing to grant, only to remember, so the
         // filesystem knows whether ENOSYS from OPEN means "zero-message opens" or a failed open.
         bool noOpen = (offered & FuseInitFlags.NoOpenSupport) != 0;
+        // Likewise for directories: whether ENOSYS from OPENDIR means "no opendir state" (7.29).
+        bool noOpendir = (offered & FuseInitFlags.NoOpendirSupport) != 0;
 
         int maxPages = options.MaxRead / FuseKernel.PageSize;
         initOut.Minor = minor;
@@ -303,7 +305,7 @@ public sealed class FuseDispatcher : IDisposable
         initOut.MaxStackDepth = passthrough ? 1u : 0u;
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
-        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice, noOpen);
+        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice, noOpen, noOpendir);
         try
         {
             self._fs.Init(connection);

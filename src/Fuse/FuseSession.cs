@@ -49,6 +49,9 @@ public sealed class FuseSession : IAsyncDisposable
     /// <summary>True when the kernel offered zero-message opens (see <see cref="FuseConnection.NoOpenSupported"/>).</summary>
     public bool NoOpenSupported => _dispatcher.Connection?.NoOpenSupported == true;
 
+    /// <summary>True when the kernel offered zero-message opendirs (see <see cref="FuseConnection.NoOpendirSupported"/>).</summary>
+    public bool NoOpendirSupported => _dispatcher.Connection?.NoOpendirSupported == true;
+
     /// <summary>Requests of <paramref name="opcode"/> received from the kernel so far (see <see cref="FuseDispatcher.RequestCount"/>).</summary>
     public long RequestCount(FuseOpcode opcode) => _dispatcher.RequestCount(opcode);
 

@@ -91,6 +91,15 @@ public interface IFuseFileSystem
     void Release(ulong nodeId, ulong handle);
 
     /// <summary>Opens a directory for listing. <see cref="FuseOpenOptions.CacheDir"/> lets the kernel cache the listing.</summary>
+    /// <remarks>
+    /// <b>Zero-message opendirs</b>: when <see cref="FuseConnection.NoOpendirSupported"/>, returning
+    /// <see cref="Errno.ENOSYS"/> makes the kernel open this directory, and every directory after it
+    /// on this connection, by itself: no more OPENDIR or RELEASEDIR, <see cref="ReadDir"/> with handle
+    /// 0 (serve it by node id; one directory's readdirs may run concurrently and must continue from
+    /// any cookie), and FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR, so the kernel caches every complete
+    /// listing. Only for a filesystem whose listings never change. Without
+    /// <see cref="FuseConnection.NoOpendirSupported"/>, ENOSYS simply fails the opendir.
+    /// </remarks>
     Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result);
 
     /// <summary>

@@ -15,6 +15,7 @@ public sealed class DispatcherTests
     private const uint InitExt = 1u << 30;
     private const uint WritebackCache = 1u << 16;
     private const uint NoOpenSupport = 1u << 17;
+    private const uint NoOpendirSupport = 1u << 24;
     private const uint PassthroughFlags2 = 1u << (37 - 32);
 
     [Fact]
@@ -106,6 +107,52 @@ public sealed class DispatcherTests
         h.Init(flags: 0xFFFFFFFF & ~NoOpenSupport);
 
         Assert.False(fs.Connection!.NoOpenSupported);
+    }
+
+    [Fact]
+    public void Init_NoOpendirSupportOffered_IsRecordedButNotEchoed()
+    {
+        var fs = new ScriptedFileSystem();
+        using var h = new DispatcherHarness(fs);
+
+        byte[] reply = h.Init(flags: 0xFFFFFFFF); // 6.18 offers FUSE_NO_OPENDIR_SUPPORT among the rest
+
+        Assert.True(fs.Connection!.NoOpendirSupported);
+        Assert.Equal(0u, Wire.U32(reply, 12) & NoOpendirSupport); // a kernel capability: nothing to grant
+    }
+
+    [Fact]
+    public void Init_NoOpendirSupportNotOffered_IsFalse_AndIndependentOfNoOpen()
+    {
+        var fs = new ScriptedFileSystem();
+        using var h = new DispatcherHarness(fs);
+
+        h.Init(flags: 0xFFFFFFFF & ~NoOpendirSupport);
+
+        Assert.False(fs.Connection!.NoOpendirSupported);
+        Assert.True(fs.Connection.NoOpenSupported);
+    }
+
+    [Fact]
+    public void OpenDir_FileSystemDeclinesWithENOSYS_IsAnsweredENOSYS_AndHandleZeroReadDirReachesIt()
+    {
+        // ENOSYS from OPENDIR is how a server asks for zero-message opendirs; the kernel then sends
+        // READDIR with handle 0, which the dispatcher must hand to the filesystem as it is.
+        var fs = new ScriptedFileSystem { OpenDirError = Errno.ENOSYS };
+        fs.DirectoryNames.AddRange(["a", "b"]);
+        using var h = new DispatcherHarness(fs);
+        h.Init();
+
+        byte[] open = h.Call(27, 1, new byte[8]);
+        byte[] list = h.Call(28, 1, Wire.ReadBody(0, 0, 4096));
+        byte[] plus = h.Call(44, 1, Wire.ReadBody(0, 1, 4096));
+
+        Assert.Equal(-38, Wire.ReplyError(open));
+        Assert.Equal(16, open.Length);
+        Assert.Equal(["a", "b"], ParseDirents(list, plus: false).Select(e => e.Name));
+        Assert.Equal(["b"], ParseDirents(plus, plus: true).Select(e => e.Name));
+        Assert.Equal(2, fs.ReadDirCalls);
+        Assert.Equal(2, fs.HandleZeroReadDirCalls);
     }
 
     [Fact]

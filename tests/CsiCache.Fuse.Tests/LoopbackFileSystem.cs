@@ -32,8 +32,9 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
 
     private long _handleZeroReads;
 
-    public LoopbackFileSystem(string root, bool usePassthrough = false, bool declineOpens = false)
+    public LoopbackFileSystem(string root, bool usePassthrough = false, bool declineOpens = false, bool declineOpenDirs = false)
     {
+        DeclineOpenDirs = declineOpenDirs;
         _root = Path.GetFullPath(root);
         UsePassthrough = usePassthrough;
         DeclineOpens = declineOpens;
@@ -49,6 +50,14 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
 
     /// <summary>Answer OPEN and FLUSH with ENOSYS when the kernel offers zero-message opens; reads then come with handle 0.</summary>
     public bool DeclineOpens { get; }
+
+    /// <summary>Answer OPENDIR with ENOSYS when the kernel offers zero-message opendirs; READDIRs then come with handle 0.</summary>
+    public bool DeclineOpenDirs { get; }
+
+    /// <summary>READDIR/READDIRPLUS requests that came with handle 0, served by node id.</summary>
+    public long HandleZeroReadDirs => Interlocked.Read(ref _handleZeroReadDirs);
+
+    private long _handleZeroReadDirs;
 
     /// <summary>READs that came with handle 0 (zero-message opens), served by node id.</summary>
     public long HandleZeroReads => Interlocked.Read(ref _handleZeroReads);
@@ -266,32 +275,53 @@ internal sealed class LoopbackFileSystem : IFuseFileSystem
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = default;
+        if (DeclineOpenDirs && _connection is { NoOpendirSupported: true })
+        {
+            return Errno.ENOSYS;
+        }
         string? path = PathOf(nodeId);
         if (path is null || !Directory.Exists(path))
         {
             return Errno.ENOTDIR;
         }
         // A snapshot per open, as a listing must stay stable across the READDIR calls that page it.
+        ulong handle = (ulong)Interlocked.Increment(ref _nextHandle);
+        _directories[handle] = Snapshot(path);
+        result.Handle = handle;
+        result.Options = FuseOpenOptions.KeepCache | FuseOpenOptions.CacheDir;
+        return Errno.Ok;
+    }
+
+    private static string[] Snapshot(string path)
+    {
         var names = new List<string> { ".", ".." };
         foreach (string child in Directory.EnumerateFileSystemEntries(path))
         {
             names.Add(Path.GetFileName(child));
         }
         names.Sort(StringComparer.Ordinal);
-        ulong handle = (ulong)Interlocked.Increment(ref _nextHandle);
-        _directories[handle] = [.. names];
-        result.Handle = handle;
-        result.Options = FuseOpenOptions.KeepCache | FuseOpenOptions.CacheDir;
-        return Errno.Ok;
+        return [.. names];
     }
 
     public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer)
     {
-        if (!_directories.TryGetValue(handle, out string[]? names))
+        string? directory = PathOf(nodeId);
+        string[]? names;
+        if (handle == 0 && DeclineOpenDirs)
+        {
+            // A zero-message opendir: no handle, so list the node's directory again. Sorted, and the
+            // test source does not change, so the cookies of one listing hold across calls.
+            Interlocked.Increment(ref _handleZeroReadDirs);
+            if (directory is null || !Directory.Exists(directory))
+            {
+                return Errno.ESTALE;
+            }
+            names = Snapshot(directory);
+        }
+        else if (!_directories.TryGetValue(handle, out names))
         {
             return Errno.EBADF;
         }
-        string? directory = PathOf(nodeId);
         if (directory is null)
         {
             return Errno.ESTALE;

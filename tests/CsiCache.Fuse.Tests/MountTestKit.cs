@@ -110,12 +110,12 @@ internal sealed class TestMount : IAsyncDisposable
         return root;
     }
 
-    public static async Task<TestMount> CreateAsync(bool usePassthrough = false, FuseOptions? options = null, bool declineOpens = false)
+    public static async Task<TestMount> CreateAsync(bool usePassthrough = false, FuseOptions? options = null, bool declineOpens = false, bool declineOpenDirs = false)
     {
         MountEnvironment.Require();
         string root = NewRoot();
         var logs = new ConcurrentQueue<string>();
-        var fs = new LoopbackFileSystem(SharedSource.Path, usePassthrough, declineOpens);
+        var fs = new LoopbackFileSystem(SharedSource.Path, usePassthrough, declineOpens, declineOpenDirs);
         options = (options ?? new FuseOptions()) with { Log = logs.Enqueue, EnablePassthrough = usePassthrough };
         FuseSession session;
         try

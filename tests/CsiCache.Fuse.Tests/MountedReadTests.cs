@@ -538,6 +538,38 @@ public sealed class MountLifecycleTests
     }
 
     [Fact]
+    public async Task NoOpendir_OpendirDeclinedOnce_KernelStopsSendingOpendirAndReleasedir_AndCachesListings()
+    {
+        await using TestMount m = await TestMount.CreateAsync(declineOpenDirs: true);
+        Assert.True(m.Session.NoOpendirSupported, "kernels since 5.1 (FUSE 7.29) offer FUSE_NO_OPENDIR_SUPPORT; this one did not");
+
+        static string[] Names(string directory) =>
+            [.. Directory.EnumerateFileSystemEntries(directory).Select(Path.GetFileName).Order(StringComparer.Ordinal)!];
+        string[] directories = ["", "many", "sub", "sub/nested"];
+        foreach (string relative in directories)
+        {
+            Assert.Equal(Names(Path.Combine(m.Source, relative)), Names(Path.Combine(m.MountPoint, relative)));
+        }
+        long forgets = m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget);
+        long listings = m.Session.RequestCount(Protocol.FuseOpcode.ReadDir) + m.Session.RequestCount(Protocol.FuseOpcode.ReadDirPlus);
+        foreach (string relative in directories)
+        {
+            Assert.Equal(Names(Path.Combine(m.Source, relative)), Names(Path.Combine(m.MountPoint, relative)));
+        }
+        if (m.Session.RequestCount(Protocol.FuseOpcode.Forget) + m.Session.RequestCount(Protocol.FuseOpcode.BatchForget) == forgets)
+        {
+            // Handle-0 opens carry FOPEN_CACHE_DIR: a listing read to its end is served by the kernel
+            // from then on (unless someone's drop_caches evicted the inodes, which the FORGETs give away).
+            Assert.Equal(listings, m.Session.RequestCount(Protocol.FuseOpcode.ReadDir) + m.Session.RequestCount(Protocol.FuseOpcode.ReadDirPlus));
+        }
+
+        await Task.Delay(300, TestContext.Current.CancellationToken); // RELEASEDIR is sent in the background: give a stray one time to show
+        Assert.Equal(1, m.Session.RequestCount(Protocol.FuseOpcode.OpenDir));    // the one answered ENOSYS
+        Assert.Equal(0, m.Session.RequestCount(Protocol.FuseOpcode.ReleaseDir)); // none, not even for the first
+        Assert.True(m.Fs.HandleZeroReadDirs > 0);
+    }
+
+    [Fact]
     public async Task Open_Answered_EachOpenSendsOpenAndRelease()
     {
         // The control for the test above: with OPEN answered, the counters see every open and close.

@@ -164,6 +164,14 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
     /// <summary>What FLUSH answers.</summary>
     public Errno FlushError { get; set; } = Errno.Ok;
 
+    /// <summary>What OPENDIR answers (Ok: handle 55 with FOPEN_CACHE_DIR).</summary>
+    public Errno OpenDirError { get; set; } = Errno.Ok;
+
+    /// <summary>READDIR/READDIRPLUS calls and those among them with handle 0 (counters: the allocation test lists too).</summary>
+    public int ReadDirCalls { get; private set; }
+
+    public int HandleZeroReadDirCalls { get; private set; }
+
     public FuseConnection? Connection { get; private set; }
 
     public int DestroyCalls { get; private set; }
@@ -267,11 +275,13 @@ internal sealed class ScriptedFileSystem : IFuseFileSystem
     public Errno OpenDir(ulong nodeId, int flags, out FuseOpenResult result)
     {
         result = new FuseOpenResult { Handle = 55, Options = FuseOpenOptions.CacheDir | FuseOpenOptions.Passthrough };
-        return Errno.Ok;
+        return OpenDirError;
     }
 
     public Errno ReadDir(ulong nodeId, ulong handle, ulong offset, ref DirectoryWriter writer)
     {
+        ReadDirCalls++;
+        HandleZeroReadDirCalls += handle == 0 ? 1 : 0;
         Span<byte> name = stackalloc byte[300];
         for (int i = (int)offset; i < DirectoryNames.Count; i++)
         {
