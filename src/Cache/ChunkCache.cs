@@ -37,6 +37,7 @@ public sealed class ChunkCache : IDisposable
 
     private long _accessClock;
     private long _usedBytes;
+    private long _reservedBytes; // chunks past their quota check and not yet indexed
     private int _evictionScheduled;
 
     private long _hits;
@@ -601,12 +602,34 @@ public sealed class ChunkCache : IDisposable
         var entry = new ChunkEntry(key, data.Length, now.UtcTicks, _idle);
 
         // Make room first, on this thread, if this put would take the cache past the quota
-        // itself; crossing only the high watermark is left to the background pass.
-        if (Volatile.Read(ref _usedBytes) + data.Length > _options.QuotaBytes)
+        // itself; crossing only the high watermark is left to the background pass. Stores run
+        // concurrently (read-ahead workers, readers), so each one reserves its bytes before it
+        // looks: two stores can no longer both see room for one.
+        long reserved = Interlocked.Add(ref _reservedBytes, data.Length);
+        bool indexed = false;
+        try
         {
-            EvictToLowWatermark();
+            if (Volatile.Read(ref _usedBytes) + reserved > _options.QuotaBytes)
+            {
+                EvictToLowWatermark();
+            }
+            CommitAndIndex(key, temp, path, entry, data.Length);
+            indexed = true;
         }
+        finally
+        {
+            if (!indexed)
+            {
+                Interlocked.Add(ref _reservedBytes, -data.Length);
+            }
+        }
+        ScheduleEvictionIfNeeded();
+        return entry;
+    }
 
+    /// <summary>Renames a written chunk into place and indexes it; its reservation becomes used bytes.</summary>
+    private void CommitAndIndex(ChunkKey key, string temp, string path, ChunkEntry entry, int length)
+    {
         lock (StripeFor(key))
         {
             if (_disposed.IsCancellationRequested)
@@ -636,10 +659,9 @@ public sealed class ChunkCache : IDisposable
                 Interlocked.Add(ref _usedBytes, -old.Length);
             }
             _index[key] = entry;
-            Interlocked.Add(ref _usedBytes, data.Length);
+            Interlocked.Add(ref _usedBytes, length);
+            Interlocked.Add(ref _reservedBytes, -length);
         }
-        ScheduleEvictionIfNeeded();
-        return entry;
     }
 
     private void ScheduleEvictionIfNeeded()
@@ -667,7 +689,7 @@ public sealed class ChunkCache : IDisposable
     {
         lock (_evictionGate)
         {
-            if (_disposed.IsCancellationRequested || Volatile.Read(ref _usedBytes) <= _lowBytes)
+            if (_disposed.IsCancellationRequested || Volatile.Read(ref _usedBytes) + Volatile.Read(ref _reservedBytes) <= _lowBytes)
             {
                 return;
             }
@@ -689,7 +711,7 @@ public sealed class ChunkCache : IDisposable
 
             foreach ((long _, ChunkEntry entry) in candidates)
             {
-                if (Volatile.Read(ref _usedBytes) <= _lowBytes || _disposed.IsCancellationRequested)
+                if (Volatile.Read(ref _usedBytes) + Volatile.Read(ref _reservedBytes) <= _lowBytes || _disposed.IsCancellationRequested)
                 {
                     break;
                 }
