@@ -158,6 +158,9 @@ public sealed class ChunkCache : IDisposable
     /// <summary>Batched syncs done so far (see <see cref="ChunkCacheOptions.SyncInterval"/>).</summary>
     public long SyncCheckpoints => _sync?.Checkpoints ?? 0;
 
+    /// <summary>Tests: every chunk written so far is covered by a finished sync.</summary>
+    internal bool AllSynced => _sync?.IsSettled ?? true;
+
     /// <summary>Makes every chunk written so far durable now, rather than at the next interval.</summary>
     public void Sync()
     {

@@ -106,6 +106,18 @@ internal sealed class SyncCheckpoint : IDisposable
         Interlocked.Increment(ref _changesSinceCheckpoint);
     }
 
+    /// <summary>True when every change so far is covered by a finished checkpoint (none running, none due).</summary>
+    public bool IsSettled
+    {
+        get
+        {
+            lock (_checkpointLock)
+            {
+                return Interlocked.Read(ref _changesSinceCheckpoint) == 0;
+            }
+        }
+    }
+
     /// <summary>A chunk file's mtime was moved forward: it now looks unsynced until the next checkpoint.</summary>
     public void NoteTouched() => Interlocked.Increment(ref _changesSinceCheckpoint);
 
