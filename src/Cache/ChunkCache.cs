@@ -376,20 +376,23 @@ public sealed class ChunkCache : IDisposable
             // Waits for a running eviction pass to finish its current file.
         }
         // Stores that started before the cancel finish (or see it and drop their temp file) first.
-        _sync?.Close(clean: true);
-        _sync?.Dispose();
-        _idle.Clear();
-        _store.Dispose();
-        _lockFile.Dispose();
+        Stop(clean: true);
     }
 
     /// <summary>Tests: stops as a killed process would (no final sync, marker left as it is), releasing the root.</summary>
     internal void AbandonAsIfCrashed()
     {
         _disposed.Cancel();
-        _sync?.Close(clean: false);
+        Stop(clean: false);
+    }
+
+    /// <summary>The end of both: the batched sync (marked clean, or left as a crash leaves it), fds, staging buffers, the root's lock.</summary>
+    private void Stop(bool clean)
+    {
+        _sync?.Close(clean);
         _sync?.Dispose();
         _idle.Clear();
+        _store.Dispose();
         _lockFile.Dispose();
     }
 

@@ -92,7 +92,7 @@ internal sealed unsafe class ChunkStore : IDisposable
     /// </summary>
     public string WriteTemp(string finalPath, ReadOnlySpan<byte> data, DateTime modifiedUtc)
     {
-        string temp = string.Create(CultureInfo.InvariantCulture, $"{finalPath}.{Random.Shared.Next():x8}{TempSuffix}");
+        string temp = TempPathFor(finalPath);
         SafeFileHandle handle;
         try
         {
@@ -136,7 +136,7 @@ internal sealed unsafe class ChunkStore : IDisposable
         }
         try
         {
-            string temp = string.Create(CultureInfo.InvariantCulture, $"{finalPath}.{Random.Shared.Next():x8}{TempSuffix}");
+            string temp = TempPathFor(finalPath);
             int fd = CacheNative.CreateDirect(temp);
             if (fd < 0 && Marshal.GetLastPInvokeError() == 2 /* ENOENT: the fan-out folder */)
             {
@@ -181,6 +181,10 @@ internal sealed unsafe class ChunkStore : IDisposable
             ReturnDirectBuffer(buffer);
         }
     }
+
+    /// <summary>A temp name beside <paramref name="finalPath"/>: the scan at start deletes any left by a crash.</summary>
+    private static string TempPathFor(string finalPath) =>
+        string.Create(CultureInfo.InvariantCulture, $"{finalPath}.{Random.Shared.Next():x8}{TempSuffix}");
 
     public void Dispose()
     {

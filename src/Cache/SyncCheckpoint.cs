@@ -52,7 +52,7 @@ internal sealed class SyncCheckpoint : IDisposable
         _anyFileOnFs = anyFileOnFs;
         _time = time;
         // Written (durably) before the first chunk: from here on a crash must not look clean.
-        WriteMarker(string.Create(CultureInfo.InvariantCulture, $"{SyncedPrefix}{time.GetUtcNow().UtcTicks}\n"));
+        WriteMarker(SyncedBefore(time.GetUtcNow().UtcTicks));
         // A thread of its own: syncfs blocks for as long as the disk takes, which must not hold a pool thread.
         _loop = new Thread(() => Run(interval, _stop.Token)) { IsBackground = true, Name = "cache-sync" };
         _loop.Start();
@@ -141,7 +141,7 @@ internal sealed class SyncCheckpoint : IDisposable
                 _gate.ExitWriteLock();
             }
             SyncFileSystem(_anyFileOnFs);
-            WriteMarker(string.Create(CultureInfo.InvariantCulture, $"{SyncedPrefix}{before}\n"));
+            WriteMarker(SyncedBefore(before));
             Interlocked.Increment(ref _checkpoints);
         }
     }
@@ -204,6 +204,8 @@ internal sealed class SyncCheckpoint : IDisposable
             }
         }
     }
+
+    private static string SyncedBefore(long ticks) => string.Create(CultureInfo.InvariantCulture, $"{SyncedPrefix}{ticks}\n");
 
     /// <summary>temp, fsync, rename, fsync the folder: the marker is either the old or the new one, durably.</summary>
     private void WriteMarker(string text)
