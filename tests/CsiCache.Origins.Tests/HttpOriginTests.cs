@@ -238,6 +238,20 @@ public sealed class HttpOriginTests : IClassFixture<HttpServerFixture>
     }
 
     [Fact]
+    public async Task Stat_ServerWithoutHead_FallsBackToOneRangedGet_EvenForAnEmptyFile()
+    {
+        using var origin = Create("nohead");
+        using var withHead = Create("nginx");
+        int getsBefore = _fx.Server.Count("nohead");
+        OriginObject plain = await origin.StatAsync("plain.bin", Ct);
+        Assert.Equal(_fx.Files["plain.bin"].Length, plain.Size);
+        Assert.Equal((await withHead.StatAsync("plain.bin", Ct)).Version, plain.Version);
+        // Byte 0 of an empty file is past its end: 416 with the length 0, which is a size, not an error.
+        Assert.Equal(0, (await origin.StatAsync("empty.bin", Ct)).Size);
+        Assert.Equal(2, _fx.Server.Count("nohead") - getsBefore);
+    }
+
+    [Fact]
     public async Task StatAndRead_EmptyDirectoryMissing()
     {
         using var origin = Create("nginx");

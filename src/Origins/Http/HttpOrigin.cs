@@ -106,17 +106,13 @@ internal sealed class HttpOrigin : IOrigin
 
     public Task<OriginObject> StatAsync(string path, CancellationToken ct)
     {
-        OriginPaths.Validate(path, allowRoot: false);
-        if (_singleFile is not null && path != _singleFile)
-            throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
+        ValidateFilePath(path);
         return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path), static (s, t) => s.Origin.StatOnceAsync(s.Path, t), ct);
     }
 
     public Task<(OriginObject Object, int Read)> StatAndReadAsync(string path, Memory<byte> destination, CancellationToken ct)
     {
-        OriginPaths.Validate(path, allowRoot: false);
-        if (_singleFile is not null && path != _singleFile)
-            throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
+        ValidateFilePath(path);
         if (destination.IsEmpty)
             return StatOnlyAsync(path, ct);
         return _retry.ExecuteAsync("stat", path, (Origin: this, Path: path, Destination: destination),
@@ -197,6 +193,14 @@ internal sealed class HttpOrigin : IOrigin
         }
     }
 
+    /// <summary>A file path this origin can have: well formed, and the one file of a single-file source.</summary>
+    private void ValidateFilePath(string path)
+    {
+        OriginPaths.Validate(path, allowRoot: false);
+        if (_singleFile is not null && path != _singleFile)
+            throw new OriginNotFoundException($"'{path}' does not exist in {Identity} (a single-file source)");
+    }
+
     private async Task<(OriginObject Object, int Read)> StatOnlyAsync(string path, CancellationToken ct) => (await StatAsync(path, ct), 0);
 
     /// <summary>
@@ -261,22 +265,8 @@ internal sealed class HttpOrigin : IOrigin
             }
         }
 
-        using var get = new HttpRequestMessage(HttpMethod.Get, uri);
-        get.Headers.Range = new RangeHeaderValue(0, 0);
-        using var r = await _client.SendAsync(get, HttpCompletionOption.ResponseHeadersRead, ct);
-        ThrowForStatus(r, path);
-        CheckNotDirectory(r, path);
-        CheckIdentityEncoding(r, path);
-        long size;
-        if (r.StatusCode == HttpStatusCode.PartialContent && r.Content.Headers.ContentRange is { HasLength: true } cr)
-            size = cr.Length!.Value;
-        else if (r.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable && r.Content.Headers.ContentRange is { HasLength: true } empty)
-            size = empty.Length!.Value; // an empty file: bytes 0-0 is past its end
-        else if (r.StatusCode == HttpStatusCode.OK && r.Content.Headers.ContentLength is long l)
-            size = l;
-        else
-            throw new OriginException($"stat '{path}' in {Identity}: the server gives no length (HTTP {(int)r.StatusCode})");
-        return new OriginObject(path, size, HttpObjectVersion.From(r, size), r.Content.Headers.LastModified);
+        // The same one-byte ranged GET a first open makes, its byte unused.
+        return (await StatAndReadOnceAsync(path, new byte[1], ct)).Object;
     }
 
     private async Task<int> ReadOnceAsync(ReadRound s, CancellationToken ct)
