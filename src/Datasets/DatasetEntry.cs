@@ -138,16 +138,7 @@ internal sealed class DatasetEntry
     /// zero-message opens, where the kernel opens files without telling us. Created by the first
     /// such READ, dropped when the kernel forgets the node (it cannot hold the file open then).
     /// </summary>
-    public OpenFile? SharedRead => Volatile.Read(ref _sharedRead);
-
-    private OpenFile? _sharedRead;
-
-    /// <summary>Installs <paramref name="replacement"/> if the shared read state is still <paramref name="expected"/>.</summary>
-    public bool TrySwapSharedRead(OpenFile? expected, OpenFile replacement) =>
-        ReferenceEquals(Interlocked.CompareExchange(ref _sharedRead, replacement, expected), expected);
-
-    /// <summary>Removes the shared read state; returns what was there.</summary>
-    public OpenFile? TakeSharedRead() => Interlocked.Exchange(ref _sharedRead, null);
+    public SharedSlot<OpenFile> SharedRead;
 
     /// <summary>
     /// The listing every handle-0 READDIR of this directory shares under zero-message opendirs, where
@@ -155,16 +146,7 @@ internal sealed class DatasetEntry
     /// the cookies index, as a handle does. Created by the first such READDIR, dropped when the kernel
     /// forgets the node (no open directory can outlive its inode).
     /// </summary>
-    public OpenDirectory? SharedListing => Volatile.Read(ref _sharedListing);
-
-    private OpenDirectory? _sharedListing;
-
-    /// <summary>Installs <paramref name="replacement"/> if the shared listing is still <paramref name="expected"/>.</summary>
-    public bool TrySwapSharedListing(OpenDirectory? expected, OpenDirectory replacement) =>
-        ReferenceEquals(Interlocked.CompareExchange(ref _sharedListing, replacement, expected), expected);
-
-    /// <summary>Removes the shared listing; returns what was there.</summary>
-    public OpenDirectory? TakeSharedListing() => Interlocked.Exchange(ref _sharedListing, null);
+    public SharedSlot<OpenDirectory> SharedListing;
 
     public override string ToString() => $"{NodeId:x16} '{Path}' ({Kind})";
 }

@@ -110,20 +110,21 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         Connection = connection;
         // Before INIT's reply, so before any OPEN. Passthrough counts only when the kernel granted
         // it: asked for but refused, every open would be READ-served anyway.
-        string reason = _tree.Refresh is not null ? "refresh mount: versions are checked per open"
+        // Each decision is its reason to stay off, or none.
+        string? openOff = _tree.Refresh is not null ? "refresh mount: versions are checked per open"
             : _passthrough && connection.PassthroughEnabled ? "passthrough needs OPEN to pass a backing file"
             : !connection.NoOpenSupported ? "the kernel does not offer FUSE_NO_OPEN_SUPPORT"
-            : "immutable mount";
-        _zeroMessageOpen = _tree.Refresh is null && !(_passthrough && connection.PassthroughEnabled) && connection.NoOpenSupported;
-        LogOpenMode(_logger, _zeroMessageOpen ? "on" : "off", reason);
+            : null;
+        _zeroMessageOpen = openOff is null;
+        LogOpenMode(_logger, _zeroMessageOpen ? "on" : "off", openOff ?? "immutable mount");
 
         // Directories: only the listing's stability matters. Passthrough is for regular files (the
         // kernel never attaches a backing file to a directory), so it does not enter the decision.
-        string dirReason = _tree.Refresh is not null ? "refresh mount: listings are fetched again after the TTL"
+        string? openDirOff = _tree.Refresh is not null ? "refresh mount: listings are fetched again after the TTL"
             : !connection.NoOpendirSupported ? "the kernel does not offer FUSE_NO_OPENDIR_SUPPORT"
-            : "immutable mount";
-        _zeroMessageOpenDir = _tree.Refresh is null && connection.NoOpendirSupported;
-        LogOpenDirMode(_logger, _zeroMessageOpenDir ? "on" : "off", dirReason);
+            : null;
+        _zeroMessageOpenDir = openDirOff is null;
+        LogOpenDirMode(_logger, _zeroMessageOpenDir ? "on" : "off", openDirOff ?? "immutable mount");
     }
 
     public void Destroy()
@@ -182,11 +183,11 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return;
         }
-        if (node.TakeSharedRead() is not null)
+        if (node.SharedRead.Take() is not null)
         {
             Interlocked.Decrement(ref _sharedReads);
         }
-        if (node.TakeSharedListing() is not null)
+        if (node.SharedListing.Take() is not null)
         {
             Interlocked.Decrement(ref _sharedListings);
         }
@@ -348,7 +349,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             // A zero-message open (we never hand out handle 0): the node's shared read state. Once it
             // exists a hit costs what a handle's does: one lookup, no allocation.
-            if (_tree.TryGetNode(nodeId, out DatasetEntry node) && node.SharedRead is { } shared
+            if (_tree.TryGetNode(nodeId, out DatasetEntry node) && node.SharedRead.Value is { } shared
                 && (_tree.Refresh is null || ReferenceEquals(shared.Version, node.Version)))
             {
                 return _reader.ReadAsync(shared, offset, destination, cancellationToken);
@@ -403,24 +404,16 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     /// </summary>
     private OpenFile InstallSharedRead(DatasetEntry node, FileVersion version)
     {
-        OpenFile? created = null;
-        while (true)
+        OpenFile shared = node.SharedRead.GetOrInstall(
+            (Immutable: _tree.Refresh is null, Node: node, Version: version),
+            static (current, s) => s.Immutable || ReferenceEquals(current.Version, s.Version),
+            static s => new OpenFile(s.Node, s.Version),
+            out bool wasEmpty);
+        if (wasEmpty)
         {
-            OpenFile? current = node.SharedRead;
-            if (current is not null && (_tree.Refresh is null || ReferenceEquals(current.Version, version)))
-            {
-                return current;
-            }
-            created ??= new OpenFile(node, version);
-            if (node.TrySwapSharedRead(current, created))
-            {
-                if (current is null)
-                {
-                    Interlocked.Increment(ref _sharedReads);
-                }
-                return created;
-            }
+            Interlocked.Increment(ref _sharedReads);
         }
+        return shared;
     }
 
     /// <summary>
@@ -640,26 +633,16 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return Errno.ENOTDIR;
         }
-        OpenDirectory? created = null;
-        while (true)
+        open = directory.SharedListing.GetOrInstall(
+            (Tree: _tree, Directory: directory, Offset: offset),
+            static (current, s) => s.Tree.Refresh is null || s.Offset != 0 || ReferenceEquals(current.Listing, s.Tree.CurrentListing(s.Directory)),
+            static s => new OpenDirectory(s.Directory, s.Tree.CurrentListing(s.Directory)),
+            out bool wasEmpty);
+        if (wasEmpty)
         {
-            OpenDirectory? current = directory.SharedListing;
-            if (current is not null && (_tree.Refresh is null || offset != 0 || ReferenceEquals(current.Listing, _tree.CurrentListing(directory))))
-            {
-                open = current;
-                return Errno.Ok;
-            }
-            created ??= new OpenDirectory(directory, _tree.CurrentListing(directory));
-            if (directory.TrySwapSharedListing(current, created))
-            {
-                if (current is null)
-                {
-                    Interlocked.Increment(ref _sharedListings);
-                }
-                open = created;
-                return Errno.Ok;
-            }
+            Interlocked.Increment(ref _sharedListings);
         }
+        return Errno.Ok;
     }
 
     /// <summary>Not sent under zero-message opendirs (handle 0 never reaches the table anyway).</summary>
