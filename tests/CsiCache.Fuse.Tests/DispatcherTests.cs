@@ -693,18 +693,27 @@ public sealed class DispatcherAllocationTests
                 dispatcher.Dispatch(request, reply, sink);
             }
         }
-        int before = sink.Replies;
-        long allocated = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 1000; i++)
+        // A steady-state allocation shows in every round. The runtime itself can allocate a few
+        // hundred bytes on this thread once in a while (a method tiering up or a lock inflating
+        // while every test assembly runs at once on CI's 2 cores), so one clean round of 4,000
+        // requests out of five is the bar; each round's figure is in the failure message.
+        var rounds = new List<long>();
+        for (int round = 0; round < 5 && (rounds.Count == 0 || rounds[^1] != 0); round++)
         {
-            foreach (byte[] request in requests)
+            int before = sink.Replies;
+            long allocated = GC.GetAllocatedBytesForCurrentThread();
+            for (int i = 0; i < 1000; i++)
             {
-                dispatcher.Dispatch(request, reply, sink);
+                foreach (byte[] request in requests)
+                {
+                    dispatcher.Dispatch(request, reply, sink);
+                }
             }
+            allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
+            Assert.Equal(4000, sink.Replies - before);
+            rounds.Add(allocated);
         }
-        allocated = GC.GetAllocatedBytesForCurrentThread() - allocated;
 
-        Assert.Equal(4000, sink.Replies - before);
-        Assert.Equal(0, allocated);
+        Assert.True(rounds[^1] == 0, $"bytes allocated per round of 4,000 requests: {string.Join(", ", rounds)}");
     }
 }
