@@ -324,6 +324,26 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>
+    /// Opens, read-only, the one file that holds exactly the whole object, when every chunk of it
+    /// is stored: the FUSE passthrough backing file. The caller owns the handle; the kernel takes
+    /// its own reference when the handle is registered, so an eviction after that cannot change
+    /// what the kernel reads. False when any chunk is missing (nothing is fetched).
+    /// </summary>
+    public bool TryOpenWholeObject(ObjectKey obj, long objectSize, [NotNullWhen(true)] out SafeFileHandle? file)
+    {
+        file = null;
+        if (!TryGetWholeObject(obj, objectSize, out ChunkLease? lease))
+        {
+            return false;
+        }
+        using (lease)
+        {
+            file = ChunkStore.OpenRead(lease.FilePath!);
+            return true;
+        }
+    }
+
+    /// <summary>
     /// Evicts now, on the caller's thread, down to the low watermark (after waiting for a
     /// background pass that is running). Eviction normally runs in the background once a put
     /// crosses the high watermark; this is for tools, shutdown and tests that need a settled cache.

@@ -1,9 +1,9 @@
 using System.Text;
-using CsiCache.Cache;
 using CsiCache.Fuse;
 using CsiCache.Fuse.Passthrough;
 using CsiCache.Origins;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace CsiCache.Datasets;
 
@@ -325,14 +325,14 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return 0;
         }
-        if (!_reader.Cache.TryGetWholeObject(version.Key, version.Object.Size, out ChunkLease? lease))
+        if (!_reader.Cache.TryOpenWholeObject(version.Key, version.Object.Size, out SafeFileHandle? file))
         {
             return 0;
         }
-        using (lease)
+        using (file)
         {
             // The kernel takes its own reference to the file: eviction may unlink it afterwards.
-            if (lease.FileHandle is null || !connection.TryOpenBackingFile(lease.FileHandle, out BackingId? backing, out Errno error))
+            if (!connection.TryOpenBackingFile(file, out BackingId? backing, out Errno error))
             {
                 return 0;
             }
