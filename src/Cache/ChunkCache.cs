@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace CsiCache.Cache;
@@ -16,9 +17,11 @@ namespace CsiCache.Cache;
 /// </remarks>
 public sealed class ChunkCache : IDisposable
 {
-    // Put and evict serialise per key on one of these: a put's rename and an eviction's unlink
-    // of the same path must never interleave (the unlink would delete the new file).
+    // Writes, evictions and whole-object opens serialise per object on one of these: a chunk
+    // written into a file that an eviction is unlinking would be indexed but lost, and a
+    // whole-object open must see every chunk of the file it opens.
     private const int StripeCount = 64;
+
 
     private readonly ChunkCacheOptions _options;
     private readonly TimeProvider _time;
@@ -88,14 +91,19 @@ public sealed class ChunkCache : IDisposable
             DeletedAtStart = deleted;
             if (durable && SyncCheckpoint.ReadUnsafeSince(_store.Root) is long unsafeSince)
             {
-                // The last owner crashed: what it wrote after its last checkpoint may be torn.
+                // The last owner crashed: an object file it wrote after its last checkpoint may
+                // hold a torn chunk, so the whole file goes.
+                var tornObjects = new HashSet<ObjectKey>();
                 int torn = scanned.RemoveAll(chunk =>
                 {
                     if (chunk.ModifiedUtcTicks < unsafeSince)
                     {
                         return false;
                     }
-                    ChunkStore.TryDelete(_store.GetPath(chunk.Key));
+                    if (tornObjects.Add(chunk.Key.Object))
+                    {
+                        ChunkStore.TryDelete(_store.GetPath(chunk.Key.Object));
+                    }
                     return true;
                 });
                 DiscardedUnsyncedAtStart = torn;
@@ -110,7 +118,7 @@ public sealed class ChunkCache : IDisposable
             _index = new ConcurrentDictionary<ChunkKey, ChunkEntry>(Environment.ProcessorCount, Math.Max(scanned.Count, 31));
             foreach (ScannedChunk chunk in scanned)
             {
-                var entry = new ChunkEntry(chunk.Key, chunk.Length, chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
+                var entry = new ChunkEntry(chunk.Key, chunk.Length, _store.OffsetOf(chunk.Key.Index), chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
                 _index[chunk.Key] = entry;
                 _usedBytes += chunk.Length;
             }
@@ -146,13 +154,13 @@ public sealed class ChunkCache : IDisposable
     /// <summary>The full path of the root directory.</summary>
     public string RootDirectory => _store.Root;
 
-    /// <summary>Chunk files found at start.</summary>
+    /// <summary>Chunks found at start.</summary>
     public int LoadedAtStart { get; }
 
-    /// <summary>Temp and unknown files deleted at start.</summary>
+    /// <summary>Unknown or unreadable files deleted at start.</summary>
     public int DeletedAtStart { get; }
 
-    /// <summary>Chunk files deleted at start because the last owner crashed before making them durable.</summary>
+    /// <summary>Chunks deleted at start (with their object files) because the last owner crashed before making them durable.</summary>
     public int DiscardedUnsyncedAtStart { get; }
 
     /// <summary>Batched syncs done so far (see <see cref="ChunkCacheOptions.SyncInterval"/>).</summary>
@@ -259,7 +267,7 @@ public sealed class ChunkCache : IDisposable
             if (offsetInChunk < entry.Length)
             {
                 int wanted = (int)Math.Min(destination.Length, entry.Length - offsetInChunk);
-                bytesRead = ChunkLease.ReadFile(entry.Handle!, offsetInChunk, destination[..wanted]);
+                bytesRead = ChunkLease.ReadFile(entry.Handle!, entry.FileOffset + offsetInChunk, destination[..wanted]);
             }
             return true;
         }
@@ -270,9 +278,9 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>
-    /// Asks the kernel to start reading a stored chunk's file into the page cache, for a reader
-    /// that is about to reach it (sequential read-ahead over cached chunks): without it every
-    /// chunk file starts with a synchronous disk read. False on a miss (nothing is fetched).
+    /// Asks the kernel to start reading a stored chunk into the page cache, for a reader that is
+    /// about to reach it (sequential read-ahead over cached chunks): without it every chunk starts
+    /// with a synchronous disk read. False on a miss (nothing is fetched).
     /// </summary>
     public bool Prime(ChunkKey key)
     {
@@ -282,7 +290,7 @@ public sealed class ChunkCache : IDisposable
         }
         try
         {
-            _ = CacheNative.WillNeed(entry.Handle!); // advice: a failure costs only speed
+            _ = CacheNative.WillNeed(entry.Handle!, entry.FileOffset, entry.Length); // advice: a failure costs only speed
             return true;
         }
         finally
@@ -295,52 +303,61 @@ public sealed class ChunkCache : IDisposable
     public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && !entry.IsRemoved;
 
     /// <summary>
-    /// The path of a file that holds exactly the whole object, when it is fully cached as one
-    /// file: an object no larger than one chunk, stored. Null otherwise. For FUSE passthrough:
-    /// open it and hand the fd to the kernel; if it is evicted before the open, the open fails
-    /// and the caller falls back to ordinary reads. <see cref="TryGetWholeObject"/> avoids that race.
-    /// </summary>
-    public string? GetWholeObjectPath(ObjectKey obj, long objectSize)
-    {
-        if (objectSize <= 0 || objectSize > ChunkSize)
-        {
-            return null;
-        }
-        var key = new ChunkKey(obj, 0);
-        return _index.TryGetValue(key, out ChunkEntry? entry) && entry.Length == objectSize && !entry.IsRemoved
-            ? _store.GetPath(key)
-            : null;
-    }
-
-    /// <summary>
-    /// A lease on the one file holding the whole object (see <see cref="GetWholeObjectPath"/>);
-    /// its <see cref="ChunkLease.FileHandle"/> can become a passthrough backing fd.
-    /// </summary>
-    public bool TryGetWholeObject(ObjectKey obj, long objectSize, [NotNullWhen(true)] out ChunkLease? lease)
-    {
-        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-        lease = null;
-        return objectSize > 0 && objectSize <= ChunkSize && TryLease(new ChunkKey(obj, 0), (int)objectSize, out lease);
-    }
-
-    /// <summary>
-    /// Opens, read-only, the one file that holds exactly the whole object, when every chunk of it
-    /// is stored: the FUSE passthrough backing file. The caller owns the handle; the kernel takes
-    /// its own reference when the handle is registered, so an eviction after that cannot change
-    /// what the kernel reads. False when any chunk is missing (nothing is fetched).
+    /// Opens, read-only, the object's file when it holds every chunk of the object: then it is
+    /// exactly the object, and can be a FUSE passthrough backing file. The caller owns the handle;
+    /// the kernel takes its own reference when the handle is registered, and an eviction only
+    /// unlinks the file (never changes it in place), so what the kernel reads stays right. False
+    /// when any chunk is missing (nothing is fetched). Counts as an access of every chunk.
     /// </summary>
     public bool TryOpenWholeObject(ObjectKey obj, long objectSize, [NotNullWhen(true)] out SafeFileHandle? file)
     {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         file = null;
-        if (!TryGetWholeObject(obj, objectSize, out ChunkLease? lease))
+        long count = GetChunkCount(objectSize);
+        if (count == 0 || obj.Hash is null)
         {
             return false;
         }
-        using (lease)
+        // A cheap look first, without the lock: most calls for a partly cached object end here.
+        if (!_index.TryGetValue(new ChunkKey(obj, count - 1), out ChunkEntry? last) || last.Length != GetChunkLength(objectSize, count - 1))
         {
-            file = ChunkStore.OpenRead(lease.FilePath!);
-            return true;
+            return false;
         }
+        lock (StripeFor(obj))
+        {
+            // Under the object's lock no chunk of it is written or evicted, so "all indexed" and
+            // the file opened below describe the same moment.
+            for (long index = 0; index < count; index++)
+            {
+                if (!_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry) || entry.IsRemoved || entry.Length != GetChunkLength(objectSize, index))
+                {
+                    return false;
+                }
+            }
+            try
+            {
+                file = ChunkStore.OpenRead(_store.GetPath(obj));
+            }
+            catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
+            {
+                return false;
+            }
+            if (RandomAccess.GetLength(file) != objectSize)
+            {
+                file.Dispose();
+                file = null;
+                return false;
+            }
+        }
+        Interlocked.Increment(ref _hits);
+        for (long index = 0; index < count; index++)
+        {
+            if (_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry))
+            {
+                Volatile.Write(ref entry.LastAccess, Interlocked.Increment(ref _accessClock));
+            }
+        }
+        return true;
     }
 
     /// <summary>
@@ -425,7 +442,7 @@ public sealed class ChunkCache : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(key.Index, nameof(key));
     }
 
-    private Lock StripeFor(ChunkKey key) => _stripes[(key.GetHashCode() & int.MaxValue) % StripeCount];
+    private Lock StripeFor(ObjectKey obj) => _stripes[(obj.GetHashCode() & int.MaxValue) % StripeCount];
 
     private bool TryLease(ChunkKey key, int expectedLength, [NotNullWhen(true)] out ChunkLease? lease)
     {
@@ -471,31 +488,40 @@ public sealed class ChunkCache : IDisposable
         // at tens of thousands of reads a second is noise next to the pread itself.
         Volatile.Write(ref entry.LastAccess, Interlocked.Increment(ref _accessClock));
 
-        long now = _time.GetUtcNow().UtcTicks;
-        if (now - Volatile.Read(ref entry.PersistedAccessTicks) >= _accessResolutionTicks)
+        if (_time.GetUtcNow().UtcTicks - Volatile.Read(ref entry.PersistedAccessTicks) < _accessResolutionTicks)
         {
+            return;
+        }
+        // Clock read to mtime set inside the checkpoint's gate, like a store: a refresh that read
+        // the clock before a checkpoint must not land after it, or it would make a file that a
+        // later store is writing look older than that checkpoint.
+        _sync?.BeginWrite();
+        try
+        {
+            long now = _time.GetUtcNow().UtcTicks;
             Volatile.Write(ref entry.PersistedAccessTicks, now);
-            try
-            {
-                // The file's mtime is the access time that survives a restart (atime is
-                // unreliable under relatime/noatime); refreshed at most once per resolution.
-                File.SetLastWriteTimeUtc(entry.Handle!, new DateTime(now, DateTimeKind.Utc));
-                _sync?.NoteTouched();
-            }
-            catch (IOException)
-            {
-                // Only the post-restart order suffers.
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
+            // The file's mtime is the access time that survives a restart (atime is unreliable
+            // under relatime/noatime); refreshed at most once per resolution.
+            File.SetLastWriteTimeUtc(entry.Handle!, new DateTime(now, DateTimeKind.Utc));
+            _sync?.NoteTouched();
+        }
+        catch (IOException)
+        {
+            // Only the post-restart order suffers.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+        finally
+        {
+            _sync?.EndWrite();
         }
     }
 
     /// <summary>Drops an entry whose file vanished.</summary>
     private void Forget(ChunkEntry entry)
     {
-        lock (StripeFor(entry.Key))
+        lock (StripeFor(entry.Key.Object))
         {
             if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
             {
@@ -576,7 +602,7 @@ public sealed class ChunkCache : IDisposable
                 // to the budget with their last lease). The kernel reads the file back into the
                 // page cache meanwhile (a DMA, not a copy on our cores) for the readers that come
                 // right after: the rest of a 1 MiB random read, the next READs of a sequential one.
-                _ = CacheNative.WillNeed(stored.Handle!);
+                _ = CacheNative.WillNeed(stored.Handle!, stored.FileOffset, stored.Length);
                 return new FreshChunk(stored, new MemoryChunk(key, buffer));
             }
         }
@@ -596,11 +622,10 @@ public sealed class ChunkCache : IDisposable
         return stored;
     }
 
-    /// <summary>Writes a chunk file and indexes it, pinned once for the flight.</summary>
+    /// <summary>Writes a chunk into its object's file and indexes it, pinned once for the flight.</summary>
     private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
     {
-        // The write happens outside any lock; only the rename and the index update are serialised
-        // with eviction. The checkpoint gate spans clock read to rename (see SyncCheckpoint).
+        // The checkpoint gate spans clock read to index (see SyncCheckpoint).
         _sync?.BeginWrite();
         try
         {
@@ -614,23 +639,11 @@ public sealed class ChunkCache : IDisposable
 
     private ChunkEntry StoreUnderGate(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
     {
-        string path = _store.GetPath(key);
-        DateTimeOffset now = _time.GetUtcNow();
-        string? temp = _options.Medium == CacheMedium.Disk && _options.DirectWriteMinBytes > 0 && data.Length >= _options.DirectWriteMinBytes
-            ? _store.TryWriteTempDirect(path, data, now.UtcDateTime)
-            : null;
-        direct = temp is not null;
-        if (direct)
-        {
-            Interlocked.Increment(ref _directWrites);
-        }
-        temp ??= _store.WriteTemp(path, data, now.UtcDateTime);
-        var entry = new ChunkEntry(key, data.Length, now.UtcTicks, _idle);
-
         // Make room first, on this thread, if this put would take the cache past the quota
         // itself; crossing only the high watermark is left to the background pass. Stores run
         // concurrently (read-ahead workers, readers), so each one reserves its bytes before it
-        // looks: two stores can no longer both see room for one.
+        // looks: two stores can no longer both see room for one. No object lock is held here:
+        // eviction takes them.
         long reserved = Interlocked.Add(ref _reservedBytes, data.Length);
         bool indexed = false;
         try
@@ -639,8 +652,10 @@ public sealed class ChunkCache : IDisposable
             {
                 EvictToLowWatermark();
             }
-            CommitAndIndex(key, temp, path, entry, data.Length);
+            ChunkEntry entry = WriteAndIndex(key, data, out direct);
             indexed = true;
+            ScheduleEvictionIfNeeded();
+            return entry;
         }
         finally
         {
@@ -649,44 +664,42 @@ public sealed class ChunkCache : IDisposable
                 Interlocked.Add(ref _reservedBytes, -data.Length);
             }
         }
-        ScheduleEvictionIfNeeded();
-        return entry;
     }
 
-    /// <summary>Renames a written chunk into place and indexes it; its reservation becomes used bytes.</summary>
-    private void CommitAndIndex(ChunkKey key, string temp, string path, ChunkEntry entry, int length)
+    /// <summary>
+    /// Writes the chunk in place and indexes it under its object's lock; its reservation becomes
+    /// used bytes. The write itself is inside the lock: an eviction of the object unlinks its
+    /// file, and a chunk written into the unlinked file and then indexed would be lost (or,
+    /// worse, read back from a newer file that has a hole there).
+    /// </summary>
+    private ChunkEntry WriteAndIndex(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
     {
-        lock (StripeFor(key))
+        lock (StripeFor(key.Object))
         {
-            if (_disposed.IsCancellationRequested)
+            // Once disposed, the root may already belong to a new instance: leave it alone.
+            ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+            DateTimeOffset now = _time.GetUtcNow();
+            bool tryDirect = _options.Medium == CacheMedium.Disk && _options.DirectWriteMinBytes > 0 && data.Length >= _options.DirectWriteMinBytes;
+            direct = _store.WriteChunk(key, data, now.UtcDateTime, tryDirect);
+            if (direct)
             {
-                // The root may already belong to a new instance: leave it alone.
-                ChunkStore.TryDelete(temp);
-                throw new ObjectDisposedException(nameof(ChunkCache));
+                Interlocked.Increment(ref _directWrites);
             }
-            ChunkStore.Commit(temp, path);
-            SafeFileHandle handle;
-            try
-            {
-                handle = ChunkStore.OpenRead(path);
-            }
-            catch
-            {
-                ChunkStore.TryDelete(path);
-                throw;
-            }
+            SafeFileHandle handle = ChunkStore.OpenRead(_store.GetPath(key.Object));
+            var entry = new ChunkEntry(key, data.Length, _store.OffsetOf(key.Index), now.UtcTicks, _idle);
             entry.InitializePinned(handle);
             entry.LastAccess = Interlocked.Increment(ref _accessClock);
             if (_index.TryGetValue(key, out ChunkEntry? old))
             {
-                // Renamed over a stale copy (other length, or a duplicate from an abandoned
-                // flight): its leases keep the old inode; it no longer counts.
+                // Written over a stale copy (other length, or a duplicate from an abandoned
+                // flight): it no longer counts, and its leases read the new bytes from here on.
                 old.MarkRemoved();
                 Interlocked.Add(ref _usedBytes, -old.Length);
             }
             _index[key] = entry;
-            Interlocked.Add(ref _usedBytes, length);
-            Interlocked.Add(ref _reservedBytes, -length);
+            Interlocked.Add(ref _usedBytes, data.Length);
+            Interlocked.Add(ref _reservedBytes, -data.Length);
+            return entry;
         }
     }
 
@@ -707,9 +720,12 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>
-    /// Evicts unpinned chunks, least recently used first, until used bytes are at or below the
-    /// low watermark. Pinned chunks are skipped; when everything left is pinned the cache stays
-    /// over (reported in <see cref="CacheStats.OverQuota"/>) rather than fail a read.
+    /// Evicts whole objects, least recently used first (an object's last use is that of its most
+    /// recently used chunk), until used bytes are at or below the low watermark. An object file is
+    /// only ever unlinked, never punched: a passthrough backing file or a lease keeps reading the
+    /// unlinked inode, whose bytes stay right. Objects with a pinned chunk are skipped; when
+    /// everything left is pinned the cache stays over (reported in <see cref="CacheStats.OverQuota"/>)
+    /// rather than fail a read.
     /// </summary>
     private void EvictToLowWatermark()
     {
@@ -720,45 +736,87 @@ public sealed class ChunkCache : IDisposable
                 return;
             }
 
-            // Exact LRU by sorting a snapshot of the unpinned entries on their access sequence:
-            // O(n log n) per pass, but a pass frees (high - low) of the quota, so it runs
-            // rarely; in exchange the hit path is one interlocked add, with no list to lock.
-            var candidates = new List<(long Access, ChunkEntry Entry)>(_index.Count);
+            // Exact LRU by sorting a snapshot on access sequence: O(n log n) per pass, but a pass
+            // frees (high - low) of the quota, so it runs rarely; in exchange the hit path is one
+            // interlocked add, with no list to lock.
+            var objects = new Dictionary<ObjectKey, ObjectUse>();
             foreach (KeyValuePair<ChunkKey, ChunkEntry> pair in _index)
             {
-                if (pair.Value.IsPinned)
+                ref ObjectUse use = ref CollectionsMarshal.GetValueRefOrAddDefault(objects, pair.Key.Object, out _);
+                use.Newest = Math.Max(use.Newest, Volatile.Read(ref pair.Value.LastAccess));
+                use.LastIndex = Math.Max(use.LastIndex, pair.Key.Index);
+                use.Pinned |= pair.Value.IsPinned;
+            }
+            var candidates = new List<(long Newest, ObjectKey Object, long LastIndex)>(objects.Count);
+            foreach (KeyValuePair<ObjectKey, ObjectUse> pair in objects)
+            {
+                if (pair.Value.Pinned)
                 {
                     Interlocked.Increment(ref _pinnedSkips);
                     continue;
                 }
-                candidates.Add((Volatile.Read(ref pair.Value.LastAccess), pair.Value));
+                candidates.Add((pair.Value.Newest, pair.Key, pair.Value.LastIndex));
             }
-            candidates.Sort(static (a, b) => a.Access.CompareTo(b.Access));
+            candidates.Sort(static (a, b) => a.Newest.CompareTo(b.Newest));
 
-            foreach ((long _, ChunkEntry entry) in candidates)
+            foreach ((long _, ObjectKey obj, long lastIndex) in candidates)
             {
                 if (Volatile.Read(ref _usedBytes) + Volatile.Read(ref _reservedBytes) <= _lowBytes || _disposed.IsCancellationRequested)
                 {
                     break;
                 }
-                lock (StripeFor(entry.Key))
-                {
-                    if (!entry.TryMarkEvicted())
-                    {
-                        // Leased since the snapshot, or replaced: skip it.
-                        Interlocked.Increment(ref _pinnedSkips);
-                        continue;
-                    }
-                    if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
-                    {
-                        Interlocked.Add(ref _usedBytes, -entry.Length);
-                        Interlocked.Increment(ref _evictions);
-                        Interlocked.Add(ref _evictedBytes, entry.Length);
-                    }
-                    ChunkStore.TryDelete(_store.GetPath(entry.Key));
-                }
+                EvictObject(obj, lastIndex);
             }
         }
+    }
+
+    /// <summary>Drops every chunk of the object from the index and unlinks its file, unless a chunk was pinned since the snapshot.</summary>
+    private void EvictObject(ObjectKey obj, long lastIndexSeen)
+    {
+        lock (StripeFor(obj))
+        {
+            // Chunks stored since the snapshot lie inside the file, so the file's length bounds
+            // them; the snapshot bounds those of a file that vanished.
+            long fileLength = _store.GetFileLength(obj);
+            long lastIndex = Math.Max(lastIndexSeen, fileLength <= 0 ? 0 : (fileLength - 1) / ChunkSize);
+            var entries = new List<ChunkEntry>();
+            for (long index = 0; index <= lastIndex; index++)
+            {
+                if (_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry))
+                {
+                    if (entry.IsPinned)
+                    {
+                        // Leased since the snapshot: keep the object.
+                        Interlocked.Increment(ref _pinnedSkips);
+                        return;
+                    }
+                    entries.Add(entry);
+                }
+            }
+            foreach (ChunkEntry entry in entries)
+            {
+                // A lease taken in the meantime keeps reading the unlinked inode; the chunk is gone
+                // from the index either way.
+                if (!entry.TryMarkEvicted())
+                {
+                    entry.MarkRemoved();
+                }
+                if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
+                {
+                    Interlocked.Add(ref _usedBytes, -entry.Length);
+                    Interlocked.Increment(ref _evictions);
+                    Interlocked.Add(ref _evictedBytes, entry.Length);
+                }
+            }
+            ChunkStore.TryDelete(_store.GetPath(obj));
+        }
+    }
+
+    private struct ObjectUse
+    {
+        public long Newest;
+        public long LastIndex;
+        public bool Pinned;
     }
 
     private sealed record FetchRequest<TState>(

@@ -24,8 +24,9 @@ internal abstract class ChunkSource
 }
 
 /// <summary>
-/// One chunk file in the index. The reference count is what "pinned" means: eviction takes only
-/// entries with no references. The file is opened on the first reference and, once idle, kept
+/// One chunk in the index: a range of its object's file. The reference count is what "pinned"
+/// means: eviction takes only objects none of whose chunks has references. The file is opened on
+/// the first reference and, once idle, kept
 /// open in a bounded <see cref="IdleHandles"/> queue, so repeated reads of a hot chunk cost one
 /// pread and no open/close, while an idle cache of 100k chunks holds only a bounded number of fds.
 /// </summary>
@@ -38,12 +39,16 @@ internal sealed class ChunkEntry : ChunkSource
     private bool _idleQueued;
     private SafeFileHandle? _handle;
 
-    public ChunkEntry(ChunkKey key, int length, long persistedAccessTicks, IdleHandles idle)
+    public ChunkEntry(ChunkKey key, int length, long fileOffset, long persistedAccessTicks, IdleHandles idle)
         : base(key, length)
     {
+        FileOffset = fileOffset;
         PersistedAccessTicks = persistedAccessTicks;
         _idle = idle;
     }
+
+    /// <summary>Where the chunk starts in its object's file.</summary>
+    public long FileOffset { get; }
 
     /// <summary>Position in the LRU order: a global sequence number, larger is more recent.</summary>
     public long LastAccess;
@@ -81,7 +86,7 @@ internal sealed class ChunkEntry : ChunkSource
             {
                 try
                 {
-                    _handle = ChunkStore.OpenRead(store.GetPath(Key));
+                    _handle = ChunkStore.OpenRead(store.GetPath(Key.Object));
                 }
                 catch (Exception ex) when (ex is FileNotFoundException or DirectoryNotFoundException)
                 {
@@ -125,8 +130,9 @@ internal sealed class ChunkEntry : ChunkSource
     }
 
     /// <summary>
-    /// Marks an entry whose file was replaced (renamed over) or lost. Outstanding leases keep
-    /// reading the old inode through the open handle, closed with the last of them.
+    /// Marks an entry whose chunk was replaced, evicted while leased, or lost. Outstanding leases
+    /// keep reading through the open handle (an evicted object's unlinked inode keeps its bytes),
+    /// closed with the last of them.
     /// </summary>
     public void MarkRemoved()
     {

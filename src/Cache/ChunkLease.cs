@@ -13,6 +13,7 @@ public sealed class ChunkLease : IDisposable
     private readonly SafeFileHandle? _handle;
     private readonly ReadOnlyMemory<byte> _memory;
     private readonly ChunkStore? _store;
+    private readonly long _fileOffset;
     private readonly bool _fromMemory;
     private int _disposed;
 
@@ -20,6 +21,7 @@ public sealed class ChunkLease : IDisposable
     {
         _source = entry;
         _handle = entry.Handle ?? throw new InvalidOperationException("A pinned chunk has an open handle.");
+        _fileOffset = entry.FileOffset;
         _store = store;
     }
 
@@ -34,6 +36,7 @@ public sealed class ChunkLease : IDisposable
     {
         _source = chunk;
         _handle = chunk.Entry.Handle ?? throw new InvalidOperationException("A pinned chunk has an open handle.");
+        _fileOffset = chunk.Entry.FileOffset;
         _store = store;
         _memory = chunk.Data;
         _fromMemory = true;
@@ -45,21 +48,17 @@ public sealed class ChunkLease : IDisposable
     /// <summary>Bytes in the chunk (the last chunk of an object may be short).</summary>
     public int Length => _source.Length;
 
-    /// <summary>
-    /// The open chunk file (read-only), or null when the chunk could not be stored and is served
-    /// from memory. Valid until the lease is disposed; a caller that needs it longer (a FUSE
-    /// passthrough backing fd) registers it with the kernel, which takes its own reference.
-    /// </summary>
-    public SafeFileHandle? FileHandle => _handle;
+    /// <summary>The object file holding the chunk at <see cref="FileOffset"/>, or null when the chunk could not be stored and is served from memory.</summary>
+    public string? FilePath => _store?.GetPath(Key.Object);
 
-    /// <summary>The chunk file's path, or null when served from memory.</summary>
-    public string? FilePath => _store?.GetPath(Key);
+    /// <summary>Where the chunk starts in <see cref="FilePath"/>.</summary>
+    public long FileOffset => _fileOffset;
 
     /// <summary>
     /// Copies bytes from <paramref name="offsetInChunk"/> into <paramref name="destination"/>;
     /// returns how many (fewer only at the end of the chunk, 0 at or past it).
     /// </summary>
-    /// <exception cref="IOException">The chunk file is shorter than indexed (changed behind the cache's back).</exception>
+    /// <exception cref="IOException">The object file is shorter than indexed (changed behind the cache's back).</exception>
     public int Read(long offsetInChunk, Span<byte> destination)
     {
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
@@ -74,7 +73,7 @@ public sealed class ChunkLease : IDisposable
             _memory.Span.Slice((int)offsetInChunk, wanted).CopyTo(destination);
             return wanted;
         }
-        return ReadFile(_handle!, offsetInChunk, destination[..wanted]);
+        return ReadFile(_handle!, _fileOffset + offsetInChunk, destination[..wanted]);
     }
 
     /// <summary>Unpins the chunk.</summary>
@@ -94,7 +93,7 @@ public sealed class ChunkLease : IDisposable
             int read = RandomAccess.Read(handle, destination[total..], offset + total);
             if (read == 0)
             {
-                throw new IOException($"Chunk file is shorter than indexed: wanted {destination.Length} bytes at {offset}, got {total}.");
+                throw new IOException($"Object file is shorter than indexed: wanted {destination.Length} bytes at {offset}, got {total}.");
             }
             total += read;
         }

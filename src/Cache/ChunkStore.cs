@@ -7,14 +7,18 @@ using Microsoft.Win32.SafeHandles;
 namespace CsiCache.Cache;
 
 /// <summary>
-/// The chunk files on disk, and nothing else: paths, atomic writes, deletes and the start-up
-/// scan. Layout (see README "On-disk format"):
+/// The object files on disk, and nothing else: paths, in-place chunk writes, deletes and the
+/// start-up scan. Layout (see README "On-disk format"):
 /// <code>
-/// ROOT/.lock                         flock'ed by the owning cache
-/// ROOT/FORMAT                        "csicache-chunks 1 chunk-size N": chunk indexes mean nothing under another size
-/// ROOT/v1/ab/HASH-INDEX              chunk data, headerless (ab = first two hex digits of HASH)
-/// ROOT/v1/ab/HASH-INDEX.XXXXXXXX.tmp a chunk being written; renamed into place, or deleted at start
+/// ROOT/.lock          flock'ed by the owning cache
+/// ROOT/FORMAT         "csicache-objects 2 chunk-size N": chunk offsets mean nothing under another size
+/// ROOT/v2/ab/HASH     one object, sparse: chunk i at offset i × chunk size (ab = first two hex digits of HASH)
 /// </code>
+/// One file per object, not per chunk, so that an object the cache holds whole is one ordinary
+/// file: the kernel can read it directly (FUSE passthrough), and a large object costs one inode
+/// rather than one per chunk. Which chunks a file holds is the index's business while the cache
+/// runs; at start it is read back from the file's data extents (SEEK_DATA/SEEK_HOLE): a chunk
+/// is only ever written whole, and a failed write punches its range out again.
 /// </summary>
 internal sealed unsafe class ChunkStore : IDisposable
 {
@@ -24,9 +28,11 @@ internal sealed unsafe class ChunkStore : IDisposable
     /// <summary>Aligned staging buffers for direct writes (each one chunk); a writer that finds none free writes through the page cache.</summary>
     private const int MaxDirectBuffers = 8;
 
-    private const string DataFolder = "v1";
-    private const string TempSuffix = ".tmp";
+    private const string DataFolder = "v2";
     private const string FormatFile = "FORMAT";
+
+    /// <summary>Data folders of earlier formats, removed when found.</summary>
+    private static readonly string[] s_oldDataFolders = ["v1"];
 
     private readonly string _dataDirectory;
     private readonly ConcurrentBag<nint> _directBuffers = new();
@@ -45,7 +51,7 @@ internal sealed unsafe class ChunkStore : IDisposable
 
     public int ChunkSize { get; }
 
-    /// <summary>Takes the root's lock file: two caches on one root would delete each other's temp files and double-count.</summary>
+    /// <summary>Takes the root's lock file: two caches on one root would delete each other's files and double-count.</summary>
     public SafeFileHandle Lock()
     {
         Directory.CreateDirectory(Root);
@@ -60,11 +66,11 @@ internal sealed unsafe class ChunkStore : IDisposable
         }
     }
 
-    /// <summary>Checks the FORMAT stamp; a store written with another chunk size or version is wiped, not misread.</summary>
+    /// <summary>Checks the FORMAT stamp; a store written with another chunk size or layout is wiped, not misread.</summary>
     public void EnsureFormat()
     {
         string formatPath = Path.Combine(Root, FormatFile);
-        string expected = string.Create(CultureInfo.InvariantCulture, $"csicache-chunks 1 chunk-size {ChunkSize}\n");
+        string expected = string.Create(CultureInfo.InvariantCulture, $"csicache-objects 2 chunk-size {ChunkSize}\n");
         string? actual = File.Exists(formatPath) ? File.ReadAllText(formatPath) : null;
         if (actual != expected)
         {
@@ -74,117 +80,138 @@ internal sealed unsafe class ChunkStore : IDisposable
             }
             File.WriteAllText(formatPath, expected);
         }
+        foreach (string old in s_oldDataFolders)
+        {
+            string path = Path.Combine(Root, old);
+            if (Directory.Exists(path))
+            {
+                Directory.Delete(path, recursive: true);
+            }
+        }
         // Fan-out folders are made on first use: 256 mkdirs up front cost most of a second on a
         // slow metadata path, for folders a small cache may never need.
         Directory.CreateDirectory(_dataDirectory);
     }
 
-    public string GetPath(ChunkKey key)
+    public string GetPath(ObjectKey obj)
     {
-        string hash = key.Object.Hash;
-        return string.Create(CultureInfo.InvariantCulture, $"{_dataDirectory}/{hash.AsSpan(0, 2)}/{hash}-{key.Index}");
+        string hash = obj.Hash;
+        return string.Create(CultureInfo.InvariantCulture, $"{_dataDirectory}/{hash.AsSpan(0, 2)}/{hash}");
     }
 
+    /// <summary>Where chunk <paramref name="index"/> starts in its object's file.</summary>
+    public long OffsetOf(long index) => index * ChunkSize;
+
     /// <summary>
-    /// Writes <paramref name="data"/> to a temp file beside <paramref name="finalPath"/> and stamps
-    /// its mtime; the caller renames it into place with <see cref="Commit"/>. No fsync: durability
-    /// comes in batches (SyncCheckpoint).
+    /// Writes one whole chunk into its object's file (created if new) and stamps the file's mtime.
+    /// No fsync: durability comes in batches (SyncCheckpoint). The caller serialises writes,
+    /// deletes and the index per object. With <paramref name="tryDirect"/>, O_DIRECT is used when
+    /// possible: the bytes go from an aligned staging buffer to the device, not through the page
+    /// cache. Copying a large chunk into freshly allocated page-cache pages was most of the CPU of
+    /// a cold sequential read; a copy into a reused staging buffer and a DMA cost a fraction of
+    /// it. The chunk is then not in the page cache, so the caller serves its waiters from the
+    /// fetch buffer. Returns whether the write was direct. On failure the chunk's range is
+    /// punched out again, so a later scan never mistakes a half-written range for a chunk.
     /// </summary>
-    public string WriteTemp(string finalPath, ReadOnlySpan<byte> data, DateTime modifiedUtc)
+    public bool WriteChunk(ChunkKey key, ReadOnlySpan<byte> data, DateTime modifiedUtc, bool tryDirect)
     {
-        string temp = TempPathFor(finalPath);
-        SafeFileHandle handle;
+        string path = GetPath(key.Object);
+        long offset = OffsetOf(key.Index);
+        nint buffer = 0;
+        bool direct = tryDirect && !_directUnsupported && data.Length <= ChunkSize && TryRentDirectBuffer(out buffer);
         try
         {
-            handle = CreateTemp(temp, data.Length);
-        }
-        catch (DirectoryNotFoundException)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(temp)!);
-            handle = CreateTemp(temp, data.Length);
-        }
-        try
-        {
+            SafeFileHandle? handle = direct ? TryOpenDirect(path) : null;
+            if (handle is null)
+            {
+                direct = false;
+                handle = OpenForWrite(path, direct: false);
+            }
             using (handle)
             {
-                RandomAccess.Write(handle, data, 0);
-                File.SetLastWriteTimeUtc(handle, modifiedUtc);
-            }
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-        return temp;
-    }
-
-    /// <summary>
-    /// Like <see cref="WriteTemp"/>, but with O_DIRECT: the bytes go from an aligned staging buffer
-    /// to the device, not through the page cache. Copying a large chunk into freshly allocated
-    /// page-cache pages was most of the CPU of a cold sequential read (the cache file's pages are
-    /// new every time); a copy into a reused staging buffer and a DMA cost a fraction of it. The
-    /// chunk is then not in the page cache, so the caller serves its waiters from the fetch buffer.
-    /// Null when direct I/O is not possible here (file system without O_DIRECT, no free staging
-    /// buffer): the caller writes through the page cache instead.
-    /// </summary>
-    public string? TryWriteTempDirect(string finalPath, ReadOnlySpan<byte> data, DateTime modifiedUtc)
-    {
-        if (_directUnsupported || data.Length > ChunkSize || !TryRentDirectBuffer(out nint buffer))
-        {
-            return null;
-        }
-        try
-        {
-            string temp = TempPathFor(finalPath);
-            int fd = CacheNative.CreateDirect(temp);
-            if (fd < 0 && Marshal.GetLastPInvokeError() == 2 /* ENOENT: the fan-out folder */)
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(temp)!);
-                fd = CacheNative.CreateDirect(temp);
-            }
-            if (fd < 0)
-            {
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == 22 /* EINVAL: no O_DIRECT on this file system */)
+                try
                 {
-                    _directUnsupported = true;
-                    return null;
-                }
-                throw new IOException($"create {temp}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
-            }
-            try
-            {
-                using (var handle = new SafeFileHandle(fd, ownsHandle: true))
-                {
-                    int padded = (data.Length + DirectAlignment - 1) & ~(DirectAlignment - 1);
-                    var staging = new Span<byte>((void*)buffer, padded);
-                    data.CopyTo(staging);
-                    staging[data.Length..].Clear();
-                    RandomAccess.Write(handle, staging, 0);
-                    if (padded != data.Length)
+                    if (direct)
                     {
-                        RandomAccess.SetLength(handle, data.Length);
+                        int padded = (data.Length + DirectAlignment - 1) & ~(DirectAlignment - 1);
+                        var staging = new Span<byte>((void*)buffer, padded);
+                        data.CopyTo(staging);
+                        staging[data.Length..].Clear();
+                        RandomAccess.Write(handle, staging, offset);
+                        if (padded != data.Length)
+                        {
+                            // Only an object's last chunk is short: the file ends where the object does.
+                            RandomAccess.SetLength(handle, offset + data.Length);
+                        }
+                    }
+                    else
+                    {
+                        RandomAccess.Write(handle, data, offset);
                     }
                     File.SetLastWriteTimeUtc(handle, modifiedUtc);
                 }
+                catch
+                {
+                    _ = CacheNative.PunchHole(handle, offset, ChunkSize);
+                    throw;
+                }
             }
-            catch
-            {
-                TryDelete(temp);
-                throw;
-            }
-            return temp;
+            return direct;
         }
         finally
         {
-            ReturnDirectBuffer(buffer);
+            if (buffer != 0)
+            {
+                ReturnDirectBuffer(buffer);
+            }
         }
     }
 
-    /// <summary>A temp name beside <paramref name="finalPath"/>: the scan at start deletes any left by a crash.</summary>
-    private static string TempPathFor(string finalPath) =>
-        string.Create(CultureInfo.InvariantCulture, $"{finalPath}.{Random.Shared.Next():x8}{TempSuffix}");
+    /// <summary>Opens the object file for O_DIRECT writes; null when the file system cannot (then never tried again).</summary>
+    private SafeFileHandle? TryOpenDirect(string path)
+    {
+        int fd = OpenCreatingFolder(path, direct: true);
+        if (fd >= 0)
+        {
+            return new SafeFileHandle(fd, ownsHandle: true);
+        }
+        int errno = Marshal.GetLastPInvokeError();
+        if (errno == 22 /* EINVAL: no O_DIRECT on this file system */)
+        {
+            _directUnsupported = true;
+            return null;
+        }
+        throw new IOException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+    }
+
+    private static SafeFileHandle OpenForWrite(string path, bool direct)
+    {
+        int fd = OpenCreatingFolder(path, direct);
+        if (fd < 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            throw new IOException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        }
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    private static int OpenCreatingFolder(string path, bool direct)
+    {
+        int fd = CacheNative.OpenForWrite(path, direct);
+        if (fd < 0 && Marshal.GetLastPInvokeError() == 2 /* ENOENT: the fan-out folder */)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            fd = CacheNative.OpenForWrite(path, direct);
+        }
+        return fd;
+    }
+
+    /// <summary>The object file's length, or -1 when there is none.</summary>
+    public long GetFileLength(ObjectKey obj)
+    {
+        var info = new FileInfo(GetPath(obj));
+        return info.Exists ? info.Length : -1;
+    }
 
     public void Dispose()
     {
@@ -219,24 +246,6 @@ internal sealed unsafe class ChunkStore : IDisposable
         }
     }
 
-    // preallocationSize makes .NET fallocate the whole chunk: one extent, and ENOSPC now rather than mid-write.
-    private static SafeFileHandle CreateTemp(string path, int length) =>
-        File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: length);
-
-    /// <summary>rename(2) over the final name: readers see the old file, or the whole new one.</summary>
-    public static void Commit(string tempPath, string finalPath)
-    {
-        try
-        {
-            File.Move(tempPath, finalPath, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(tempPath);
-            throw;
-        }
-    }
-
     public static SafeFileHandle OpenRead(string path) =>
         File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
 
@@ -256,27 +265,35 @@ internal sealed unsafe class ChunkStore : IDisposable
     }
 
     /// <summary>
-    /// Lists the chunk files (one getdents + stat per file, through FileSystemEnumerable, which
-    /// gives length and mtime without a second stat). Temp files and anything that is not a
-    /// well-placed chunk name are deleted: the data folder is ours alone.
+    /// Lists the stored chunks: one getdents + stat per object file (FileSystemEnumerable gives
+    /// length and mtime without a second stat); a file larger than one chunk is also opened and
+    /// its data extents walked, since it may hold only some of its chunks. Anything that is not a
+    /// well-placed object file is deleted: the data folder is ours alone.
     /// </summary>
     public List<ScannedChunk> Scan(out int deletedFiles)
     {
         var chunks = new List<ScannedChunk>();
         var doomed = new List<string>();
         var options = new EnumerationOptions { RecurseSubdirectories = true, IgnoreInaccessible = true, AttributesToSkip = 0 };
-        var files = new FileSystemEnumerable<(ScannedChunk? Chunk, string? Doomed)>(
+        var files = new FileSystemEnumerable<(ScannedChunk? Whole, string? Sparse, string? Doomed)>(
             _dataDirectory,
             (ref FileSystemEntry entry) => Classify(ref entry),
             options)
         {
             ShouldIncludePredicate = (ref FileSystemEntry entry) => !entry.IsDirectory,
         };
-        foreach ((ScannedChunk? chunk, string? path) in files)
+        foreach ((ScannedChunk? whole, string? sparse, string? path) in files)
         {
-            if (chunk is { } c)
+            if (whole is { } chunk)
             {
-                chunks.Add(c);
+                chunks.Add(chunk);
+            }
+            else if (sparse is not null)
+            {
+                if (!TryScanExtents(sparse, chunks))
+                {
+                    doomed.Add(sparse);
+                }
             }
             else if (path is not null)
             {
@@ -291,25 +308,68 @@ internal sealed unsafe class ChunkStore : IDisposable
         return chunks;
     }
 
-    private (ScannedChunk? Chunk, string? Doomed) Classify(ref FileSystemEntry entry)
+    /// <summary>An object file of at most one chunk is chunk 0 (no holes possible); a larger one is returned for <see cref="TryScanExtents"/>.</summary>
+    private (ScannedChunk? Whole, string? Sparse, string? Doomed) Classify(ref FileSystemEntry entry)
     {
         ReadOnlySpan<char> name = entry.FileName;
         ReadOnlySpan<char> folder = Path.GetFileName(entry.Directory);
-        int dash = name.IndexOf('-');
-        if (dash == ObjectKey.HashLength
-            && !name.EndsWith(TempSuffix, StringComparison.Ordinal)
+        if (name.Length == ObjectKey.HashLength
             && folder.Length == 2
             && name.StartsWith(folder, StringComparison.Ordinal)
-            && ObjectKey.IsValidHash(name[..dash])
-            && long.TryParse(name[(dash + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out long index)
-            && entry.Length <= ChunkSize)
+            && ObjectKey.IsValidHash(name))
         {
-            var key = new ChunkKey(new ObjectKey(name[..dash].ToString()), index);
-            return (new ScannedChunk(key, (int)entry.Length, entry.LastWriteTimeUtc.UtcTicks), null);
+            if (entry.Length <= ChunkSize)
+            {
+                var key = new ChunkKey(new ObjectKey(name.ToString()), 0);
+                return (new ScannedChunk(key, (int)entry.Length, entry.LastWriteTimeUtc.UtcTicks), null, null);
+            }
+            return (null, entry.ToFullPath(), null);
         }
-        return (null, entry.ToFullPath());
+        return (null, null, entry.ToFullPath());
+    }
+
+    /// <summary>Adds every chunk whose whole range is data; false when the file cannot be read (it is then deleted).</summary>
+    private bool TryScanExtents(string path, List<ScannedChunk> chunks)
+    {
+        try
+        {
+            using SafeFileHandle handle = OpenRead(path);
+            long length = RandomAccess.GetLength(handle);
+            long modified = File.GetLastWriteTimeUtc(handle).Ticks;
+            var obj = new ObjectKey(Path.GetFileName(path));
+            long position = 0;
+            while (position < length)
+            {
+                long dataStart = CacheNative.NextData(handle, position);
+                if (dataStart < 0)
+                {
+                    break; // ENXIO: no data after position
+                }
+                long dataEnd = Math.Min(CacheNative.NextHole(handle, dataStart), length);
+                if (dataEnd <= dataStart)
+                {
+                    break;
+                }
+                // Chunks that start inside this run and end inside it too.
+                for (long index = (dataStart + ChunkSize - 1) / ChunkSize; OffsetOf(index) < dataEnd; index++)
+                {
+                    long chunkEnd = Math.Min(OffsetOf(index + 1), length);
+                    if (chunkEnd > dataEnd)
+                    {
+                        break;
+                    }
+                    chunks.Add(new ScannedChunk(new ChunkKey(obj, index), (int)(chunkEnd - OffsetOf(index)), modified));
+                }
+                position = dataEnd;
+            }
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
     }
 }
 
-/// <summary>A chunk file found at start-up.</summary>
+/// <summary>A chunk found at start-up; <see cref="ModifiedUtcTicks"/> is its object file's mtime.</summary>
 internal readonly record struct ScannedChunk(ChunkKey Key, int Length, long ModifiedUtcTicks);

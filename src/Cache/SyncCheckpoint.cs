@@ -6,31 +6,41 @@ namespace CsiCache.Cache;
 
 /// <summary>
 /// Batched durability for a disk cache. Instead of one fsync per chunk (which on a cold read of
-/// small files costs more than the origin fetch itself), chunk files are written and renamed
-/// without a flush, and every <see cref="ChunkCacheOptions.SyncInterval"/> one <c>syncfs(2)</c>
-/// makes everything written so far durable at once. A marker file then records the point in
-/// time up to which that holds:
+/// small files costs more than the origin fetch itself), chunks are written into their object
+/// files without a flush, and every <see cref="ChunkCacheOptions.SyncInterval"/> one
+/// <c>syncfs(2)</c> makes everything written so far durable at once. A marker file then records
+/// the point in time up to which that holds:
 /// <code>
-/// ROOT/SYNCED   "synced-before TICKS"  chunk files with an mtime at or after TICKS may be torn
-///               "clean"                the last owner stopped cleanly: every chunk file is whole
+/// ROOT/SYNCED   "synced-before TICKS"  object files with an mtime at or after TICKS may hold a torn chunk
+///               "clean"                the last owner stopped cleanly: every indexed chunk is whole
 /// </code>
-/// At start, after a crash (marker not "clean"), chunk files modified at or after TICKS are
-/// deleted: after a power loss they may have the right length and the wrong bytes (zeros), and a
-/// cache must never serve those. What is lost is at most one interval of fetched chunks, and
-/// chunks whose access time was refreshed in that interval.
+/// At start, after a crash (marker not "clean"), object files modified at or after TICKS are
+/// deleted whole: after a power loss a chunk in them may have the right extent and the wrong
+/// bytes (zeros), and a cache must never serve those. What is lost is at most one interval of
+/// fetched objects, and objects whose access time was refreshed in that interval.
 /// </summary>
 /// <remarks>
 /// Why TICKS is safe: a store holds the shared side of <see cref="_gate"/> from the moment it
-/// reads the clock for the file's mtime until its rename; the checkpoint reads the clock under
-/// the exclusive side, so every file with an earlier mtime was fully written and renamed before
-/// the <c>syncfs</c> that follows. An access-time refresh only ever sets a file's mtime to a time
-/// after its store finished, so it never makes a torn file look older than it is.
+/// reads the clock for the file's mtime until the chunk is indexed, and so does an access-time
+/// refresh from its clock read to its mtime update; the checkpoint reads the clock under the
+/// exclusive side, so every file with an earlier mtime was fully written before the
+/// <c>syncfs</c> that follows, and no refresh that read the clock earlier can land later. The
+/// kernel also stamps a file while a write is in progress, from a coarser clock; the marker sits
+/// <see cref="s_clockSlackTicks"/> before the checkpoint so that such a stamp still counts as after it.
 /// </remarks>
 internal sealed class SyncCheckpoint : IDisposable
 {
     private const string MarkerName = "SYNCED";
     private const string CleanText = "clean\n";
     private const string SyncedPrefix = "synced-before ";
+
+    /// <summary>
+    /// How far a file's mtime, stamped by the kernel from its coarse clock during a write, may lag
+    /// our clock: a write that starts just after a checkpoint can carry a stamp a tick before it.
+    /// The marker names a point this much before the checkpoint, and a checkpoint first lets the
+    /// newest change age past it, so nothing it covers is lost.
+    /// </summary>
+    private static readonly long s_clockSlackTicks = TimeSpan.FromMilliseconds(20).Ticks;
 
     private readonly string _marker;
     private readonly string _root;
@@ -41,6 +51,7 @@ internal sealed class SyncCheckpoint : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Thread _loop;
     private long _changesSinceCheckpoint;
+    private long _lastChangeTicks;
     private long _checkpoints;
     private bool _closed;
 
@@ -52,7 +63,7 @@ internal sealed class SyncCheckpoint : IDisposable
         _anyFileOnFs = anyFileOnFs;
         _time = time;
         // Written (durably) before the first chunk: from here on a crash must not look clean.
-        WriteMarker(SyncedBefore(time.GetUtcNow().UtcTicks));
+        WriteMarker(SyncedBefore(time.GetUtcNow().UtcTicks - s_clockSlackTicks));
         // A thread of its own: syncfs blocks for as long as the disk takes, which must not hold a pool thread.
         _loop = new Thread(() => Run(interval, _stop.Token)) { IsBackground = true, Name = "cache-sync" };
         _loop.Start();
@@ -97,13 +108,13 @@ internal sealed class SyncCheckpoint : IDisposable
         }
     }
 
-    /// <summary>Enter before reading the clock for a new chunk file's mtime; <see cref="EndWrite"/> after its rename. Same thread.</summary>
+    /// <summary>Enter before reading the clock for an object file's mtime; <see cref="EndWrite"/> once the chunk is indexed. Same thread.</summary>
     public void BeginWrite() => _gate.EnterReadLock();
 
     public void EndWrite()
     {
         _gate.ExitReadLock();
-        Interlocked.Increment(ref _changesSinceCheckpoint);
+        NoteChange();
     }
 
     /// <summary>True when every change so far is covered by a finished checkpoint (none running, none due).</summary>
@@ -118,8 +129,19 @@ internal sealed class SyncCheckpoint : IDisposable
         }
     }
 
-    /// <summary>A chunk file's mtime was moved forward: it now looks unsynced until the next checkpoint.</summary>
-    public void NoteTouched() => Interlocked.Increment(ref _changesSinceCheckpoint);
+    /// <summary>An object file's mtime was moved forward: it now looks unsynced until the next checkpoint.</summary>
+    public void NoteTouched() => NoteChange();
+
+    private void NoteChange()
+    {
+        long now = _time.GetUtcNow().UtcTicks;
+        long seen = Volatile.Read(ref _lastChangeTicks);
+        while (seen < now && Interlocked.CompareExchange(ref _lastChangeTicks, now, seen) is long actual && actual != seen)
+        {
+            seen = actual;
+        }
+        Interlocked.Increment(ref _changesSinceCheckpoint);
+    }
 
     /// <summary>One checkpoint now, if anything changed since the last.</summary>
     public void Checkpoint()
@@ -129,6 +151,13 @@ internal sealed class SyncCheckpoint : IDisposable
             if (_closed || Interlocked.Exchange(ref _changesSinceCheckpoint, 0) == 0)
             {
                 return;
+            }
+            // Thread.Sleep works in whole milliseconds, rounded down: check again after each (a
+            // few times only: a test's frozen clock never moves).
+            long age;
+            for (int tries = 0; tries < 4 && (age = _time.GetUtcNow().UtcTicks - Volatile.Read(ref _lastChangeTicks)) < s_clockSlackTicks; tries++)
+            {
+                Thread.Sleep(TimeSpan.FromTicks(s_clockSlackTicks - age + TimeSpan.TicksPerMillisecond));
             }
             long before;
             _gate.EnterWriteLock();
@@ -141,7 +170,7 @@ internal sealed class SyncCheckpoint : IDisposable
                 _gate.ExitWriteLock();
             }
             SyncFileSystem(_anyFileOnFs);
-            WriteMarker(SyncedBefore(before));
+            WriteMarker(SyncedBefore(before - s_clockSlackTicks));
             Interlocked.Increment(ref _checkpoints);
         }
     }

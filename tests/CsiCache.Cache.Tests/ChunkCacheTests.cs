@@ -1,3 +1,5 @@
+using Microsoft.Win32.SafeHandles;
+
 namespace CsiCache.Cache.Tests;
 
 public sealed class ChunkCacheTests : IDisposable
@@ -58,7 +60,7 @@ public sealed class ChunkCacheTests : IDisposable
 
         using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(1), 300, obj.FetchChunk(1, MiB), Ct);
         Assert.Equal(300, lease.Length);
-        Assert.Equal(300, new FileInfo(lease.FilePath!).Length);
+        Assert.Equal(lease.FileOffset + 300, new FileInfo(lease.FilePath!).Length); // chunk 1 ends the file
 
         var buffer = new byte[1000];
         Assert.Equal(100, lease.Read(200, buffer));
@@ -135,7 +137,7 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, cache.GetStats().UsedBytes);
         Assert.Equal(1, cache.GetStats().FetchFailures);
         Assert.Equal(0, cache.Budget.InUseBytes); // the failed fetch gave its buffer back
-        Assert.Empty(Directory.EnumerateFiles(_dir.Path, "*-0*", SearchOption.AllDirectories));
+        Assert.False(File.Exists(ObjectPathOf(obj)));
 
         using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
         Assert.Equal(1, obj.Fetches);
@@ -164,8 +166,8 @@ public sealed class ChunkCacheTests : IDisposable
         CacheStats stats = cache.GetStats();
         Assert.True(stats.Evictions >= 16, $"evicted {stats.Evictions}");
         Assert.False(stats.OverQuota);
-        long filesOnDisk = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
-        Assert.Equal(stats.ChunkCount, filesOnDisk);
+        // One object, one file: there while any of its chunks is indexed.
+        Assert.Equal(stats.ChunkCount > 0 ? 1 : 0, ObjectFilesOnDisk());
 
         // Every byte still reads right: evicted chunks are simply fetched again.
         long before = obj.Fetches;
@@ -221,29 +223,29 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task Eviction_RecentlyReadChunk_SurvivesOlderOnesGo()
+    public async Task Eviction_RecentlyReadObject_SurvivesOlderOnesGo()
     {
         // Quota of 10 chunks: the 10th put crosses the high watermark (95%) and eviction goes to 85%.
         using var cache = new ChunkCache(Options(quota: 10 * MiB));
-        var obj = new TestObject("lru", 20 * MiB);
-        for (long i = 0; i < 9; i++)
+        TestObject[] objects = Enumerable.Range(0, 10).Select(i => new TestObject($"lru/{i}", MiB, seed: i)).ToArray();
+        for (int i = 0; i < 9; i++)
         {
-            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+            using ChunkLease lease = await cache.GetOrFetchAsync(objects[i].Chunk(0), MiB, objects[i].FetchChunk(0, MiB), Ct);
         }
-        // Chunk 0 is the oldest put but now the most recently read.
-        Assert.True(cache.TryRead(obj.Chunk(0), 0, new byte[10], out int read));
+        // Object 0 is the oldest put but now the most recently read.
+        Assert.True(cache.TryRead(objects[0].Chunk(0), 0, new byte[10], out int read));
         Assert.Equal(10, read);
 
-        using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(9), MiB, obj.FetchChunk(9, MiB), Ct))
+        using (ChunkLease lease = await cache.GetOrFetchAsync(objects[9].Chunk(0), MiB, objects[9].FetchChunk(0, MiB), Ct))
         {
         }
         cache.Trim();
 
         Assert.True(await Wait.UntilAsync(() => cache.GetStats().UsedBytes <= 8.5 * MiB));
-        Assert.True(cache.Contains(obj.Chunk(0)), "recently read chunk 0 survived");
-        Assert.False(cache.Contains(obj.Chunk(1)), "chunk 1, least recently used, went first");
-        Assert.False(cache.Contains(obj.Chunk(2)));
-        Assert.True(cache.Contains(obj.Chunk(9)));
+        Assert.True(cache.Contains(objects[0].Chunk(0)), "recently read object 0 survived");
+        Assert.False(cache.Contains(objects[1].Chunk(0)), "object 1, least recently used, went first");
+        Assert.False(cache.Contains(objects[2].Chunk(0)));
+        Assert.True(cache.Contains(objects[9].Chunk(0)));
     }
 
     [Fact]
@@ -282,11 +284,19 @@ public sealed class ChunkCacheTests : IDisposable
             {
                 int length = cache.GetChunkLength(o.Size, i);
                 using ChunkLease lease = await cache.GetOrFetchAsync(o.Chunk(i), length, o.FetchChunk(i, 2 * MiB), Ct);
-                Assert.NotNull(lease.FileHandle); // stored and pinned like any chunk
+                Assert.NotNull(lease.FilePath); // stored and pinned like any chunk
                 var fromLease = new byte[length];
                 Assert.Equal(length, lease.Read(0, fromLease));
                 Assert.Equal(o.Expected(i * 2 * MiB, length), fromLease);
-                Assert.Equal(length, new FileInfo(lease.FilePath!).Length);
+                // In place in the object's file, which ends where the chunk does (padding cut off).
+                Assert.Equal(i * 2 * MiB, lease.FileOffset);
+                Assert.Equal(lease.FileOffset + length, new FileInfo(lease.FilePath!).Length);
+                using (SafeFileHandle raw = File.OpenHandle(lease.FilePath!))
+                {
+                    var onDisk = new byte[length];
+                    Assert.Equal(length, RandomAccess.Read(raw, onDisk, lease.FileOffset));
+                    Assert.Equal(o.Expected(i * 2 * MiB, length), onDisk);
+                }
 
                 var fromFile = new byte[length];
                 Assert.True(cache.TryRead(o.Chunk(i), 0, fromFile, out int n));
@@ -315,10 +325,8 @@ public sealed class ChunkCacheTests : IDisposable
         using var reopened = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromHours(1)));
         Assert.Equal(3, reopened.LoadedAtStart);
         Assert.Equal(4, reopened.DiscardedUnsyncedAtStart);
-        for (int i = 0; i < 4; i++)
-        {
-            Assert.False(File.Exists(ChunkPathOf(unsynced, i)), $"unsynced chunk {i} was deleted");
-        }
+        Assert.False(File.Exists(ObjectPathOf(unsynced)), "the unsynced object's file was deleted");
+        Assert.True(File.Exists(ObjectPathOf(synced)));
         Assert.Equal(synced.Expected(0, (int)synced.Size), await synced.ReadAsync(reopened, 0, (int)synced.Size));
         Assert.Equal(3, synced.Fetches); // served from disk, not fetched again
         Assert.Equal(unsynced.Expected(0, (int)unsynced.Size), await unsynced.ReadAsync(reopened, 0, (int)unsynced.Size));
@@ -352,6 +360,8 @@ public sealed class ChunkCacheTests : IDisposable
         {
             await first.ReadAsync(cache, 0, MiB);
         }
+        // The new owner's marker sits a clock slack (20 ms) before its start: "first" must be older.
+        await Task.Delay(50, Ct);
         var second = new TestObject("second", MiB + 1);
         var crashed = new ChunkCache(Options(flush: true, syncInterval: TimeSpan.FromHours(1)));
         await Task.Delay(20, Ct);
@@ -365,59 +375,97 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.False(reopened.Contains(second.Chunk(0)));
     }
 
-    private string ChunkPathOf(TestObject obj, long index) =>
-        Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2], $"{obj.Key.Hash}-{index}");
+    private string ObjectPathOf(TestObject obj) =>
+        Path.Combine(_dir.Path, "v2", obj.Key.Hash[..2], obj.Key.Hash);
+
+    private long ObjectFilesOnDisk() =>
+        Directory.EnumerateFiles(Path.Combine(_dir.Path, "v2"), "*", SearchOption.AllDirectories).LongCount();
 
     [Fact]
-    public async Task Restart_TornTempAndStrayFiles_AreDeletedAndNeverServed()
+    public async Task Restart_StrayAndOldFormatFiles_AreDeleted_ObjectFileKept()
     {
-        var obj = new TestObject("torn", 2 * MiB);
-        string chunkPath;
+        var obj = new TestObject("stray", 2 * MiB);
         using (var cache = new ChunkCache(Options()))
         {
             using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
-            chunkPath = lease.FilePath!;
         }
-        // What a crash mid-write leaves: a half-written temp beside where chunk 1 would go.
-        string folder = Path.GetDirectoryName(chunkPath)!;
-        string torn = Path.Combine(folder, $"{obj.Key.Hash}-1.1234abcd.tmp");
-        await File.WriteAllBytesAsync(torn, new byte[1000], Ct);
+        string folder = Path.GetDirectoryName(ObjectPathOf(obj))!;
         string stray = Path.Combine(folder, "not-a-chunk");
         await File.WriteAllBytesAsync(stray, new byte[10], Ct);
+        // What the per-chunk layout of format 1 left: a chunk file and a temp file.
+        string oldFolder = Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2]);
+        Directory.CreateDirectory(oldFolder);
+        await File.WriteAllBytesAsync(Path.Combine(oldFolder, $"{obj.Key.Hash}-1"), new byte[MiB], Ct);
+        await File.WriteAllBytesAsync(Path.Combine(oldFolder, $"{obj.Key.Hash}-1.1234abcd.tmp"), new byte[1000], Ct);
 
         using var reopened = new ChunkCache(Options());
-        Assert.False(File.Exists(torn));
         Assert.False(File.Exists(stray));
-        Assert.Equal(2, reopened.DeletedAtStart);
+        Assert.False(Directory.Exists(Path.Combine(_dir.Path, "v1")));
+        Assert.Equal(1, reopened.DeletedAtStart);
         Assert.True(reopened.Contains(obj.Chunk(0)));
         Assert.False(reopened.Contains(obj.Chunk(1)));
         Assert.Equal(MiB, reopened.GetStats().UsedBytes);
     }
 
     [Fact]
+    public async Task Restart_SparseObjectFile_ChunksComeBackFromItsDataExtents()
+    {
+        // Chunks 0, 2 and 5 of 6 (the last one short): the file has holes where 1, 3 and 4 would go.
+        var obj = new TestObject("sparse", (5 * MiB) + 777);
+        long[] stored = [0, 2, 5];
+        using (var cache = new ChunkCache(Options()))
+        {
+            foreach (long index in stored)
+            {
+                int length = cache.GetChunkLength(obj.Size, index);
+                using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(index), length, obj.FetchChunk(index, MiB), Ct);
+            }
+            Assert.False(cache.TryOpenWholeObject(obj.Key, obj.Size, out _));
+        }
+        Assert.Equal(obj.Size, new FileInfo(ObjectPathOf(obj)).Length);
+
+        using var reopened = new ChunkCache(Options());
+        Assert.Equal(3, reopened.LoadedAtStart);
+        for (long index = 0; index < 6; index++)
+        {
+            Assert.Equal(stored.Contains(index), reopened.Contains(obj.Chunk(index)));
+        }
+        Assert.Equal((2 * MiB) + 777, reopened.GetStats().UsedBytes);
+        Assert.Equal(obj.Expected(0, (int)obj.Size), await obj.ReadAsync(reopened, 0, (int)obj.Size));
+        Assert.Equal(6, obj.Fetches); // 3 before, and only the 3 holes after
+        Assert.True(reopened.TryOpenWholeObject(obj.Key, obj.Size, out SafeFileHandle? whole));
+        using (whole)
+        {
+            var bytes = new byte[obj.Size];
+            Assert.Equal(obj.Size, RandomAccess.Read(whole, bytes, 0));
+            Assert.Equal(obj.Expected(0, (int)obj.Size), bytes);
+        }
+    }
+
+    [Fact]
     public async Task Restart_AccessOrderPersistsThroughFileTimes()
     {
         var clock = new ManualTimeProvider(new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero));
-        var obj = new TestObject("lru-restart", 6 * MiB);
+        TestObject[] objects = Enumerable.Range(0, 5).Select(i => new TestObject($"lru-restart/{i}", MiB, seed: i)).ToArray();
         ChunkCacheOptions options = Options(quota: 6 * MiB) with { AccessTimeResolution = TimeSpan.FromMinutes(1) };
         using (var cache = new ChunkCache(options, clock))
         {
-            for (long i = 0; i < 5; i++)
+            foreach (TestObject obj in objects)
             {
                 clock.Advance(TimeSpan.FromMinutes(5));
-                using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+                using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
             }
             clock.Advance(TimeSpan.FromMinutes(5));
-            Assert.True(cache.TryRead(obj.Chunk(0), 0, new byte[1], out _)); // chunk 0 becomes the newest
+            Assert.True(cache.TryRead(objects[0].Chunk(0), 0, new byte[1], out _)); // object 0 becomes the newest
         }
 
-        // Reopen with a smaller quota: the start-up trim must keep the recently read chunk 0.
+        // Reopen with a smaller quota: the start-up trim must keep the recently read object 0.
         using var reopened = new ChunkCache(options with { QuotaBytes = 3 * MiB }, clock);
         Assert.True(await Wait.UntilAsync(() => reopened.GetStats().UsedBytes <= 3 * MiB * 0.85));
-        Assert.True(reopened.Contains(obj.Chunk(0)));
-        Assert.True(reopened.Contains(obj.Chunk(4)));
-        Assert.False(reopened.Contains(obj.Chunk(1)));
-        Assert.False(reopened.Contains(obj.Chunk(2)));
+        Assert.True(reopened.Contains(objects[0].Chunk(0)));
+        Assert.True(reopened.Contains(objects[4].Chunk(0)));
+        Assert.False(reopened.Contains(objects[1].Chunk(0)));
+        Assert.False(reopened.Contains(objects[2].Chunk(0)));
     }
 
     [Fact]
@@ -561,14 +609,14 @@ public sealed class ChunkCacheTests : IDisposable
     {
         using var cache = new ChunkCache(Options());
         var obj = new TestObject("disk-trouble", MiB);
-        // Make the chunk's fan-out folder a plain file: creating the temp file fails (ENOTDIR),
+        // Make the object's fan-out folder a plain file: creating its file fails (ENOTDIR),
         // which stands in for ENOSPC or a failing disk (root ignores permission bits).
-        string fanOut = Path.Combine(_dir.Path, "v1", obj.Key.Hash[..2]);
+        string fanOut = Path.Combine(_dir.Path, "v2", obj.Key.Hash[..2]);
         await File.WriteAllBytesAsync(fanOut, [], Ct);
 
         using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
         {
-            Assert.Null(lease.FileHandle);
+            Assert.Null(lease.FilePath);
             var bytes = new byte[MiB];
             Assert.Equal(MiB, lease.Read(0, bytes));
             Assert.Equal(obj.Expected(0, MiB), bytes);
@@ -616,28 +664,68 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task WholeObject_SmallObject_IsOneHeaderlessFileWithExactlyItsBytes()
+    public async Task WholeObject_OnlyWhenEveryChunkIsStored_OneHeaderlessFileWithExactlyItsBytes()
     {
         using var cache = new ChunkCache(Options());
         var small = new TestObject("small.txt", 5000);
         var large = new TestObject("large.bin", (2 * MiB) + 1);
-        Assert.Null(cache.GetWholeObjectPath(small.Key, small.Size));
+        Assert.False(cache.TryOpenWholeObject(small.Key, small.Size, out _));
 
         await small.ReadAsync(cache, 0, 10);
-        await large.ReadAsync(cache, 0, (int)large.Size);
+        await large.ReadAsync(cache, 0, MiB + 10); // chunks 0 and 1 of 3
+        Assert.False(cache.TryOpenWholeObject(large.Key, large.Size, out _));
+        Assert.False(cache.TryOpenWholeObject(small.Key, small.Size + 1, out _)); // another version's size
+        await large.ReadAsync(cache, large.Size - 1, 1);
 
-        string? path = cache.GetWholeObjectPath(small.Key, small.Size);
-        Assert.NotNull(path);
-        Assert.Equal(small.Expected(0, 5000), await File.ReadAllBytesAsync(path, Ct));
-        Assert.Null(cache.GetWholeObjectPath(small.Key, small.Size + 1)); // another version's size
-        Assert.Null(cache.GetWholeObjectPath(large.Key, large.Size));
-
-        Assert.True(cache.TryGetWholeObject(small.Key, small.Size, out ChunkLease? lease));
-        using (lease)
+        foreach (TestObject obj in new[] { small, large })
         {
-            Assert.NotNull(lease.FileHandle);
-            Assert.Equal(5000, RandomAccess.GetLength(lease.FileHandle));
+            Assert.True(cache.TryOpenWholeObject(obj.Key, obj.Size, out SafeFileHandle? file));
+            using (file)
+            {
+                Assert.Equal(obj.Size, RandomAccess.GetLength(file));
+                var bytes = new byte[obj.Size];
+                Assert.Equal(obj.Size, RandomAccess.Read(file, bytes, 0));
+                Assert.Equal(obj.Expected(0, (int)obj.Size), bytes);
+            }
         }
+        Assert.Equal(4, small.Fetches + large.Fetches);
+    }
+
+    [Fact]
+    public async Task Eviction_TakesWholeObjects_LeastRecentlyUsedFirst_AndAnOpenWholeFileKeepsItsBytes()
+    {
+        using var cache = new ChunkCache(Options(quota: 6 * MiB));
+        var old = new TestObject("old", 3 * MiB, seed: 1);
+        var recent = new TestObject("recent", 2 * MiB, seed: 2);
+        var next = new TestObject("next", 2 * MiB, seed: 3);
+        await old.ReadAsync(cache, 0, (int)old.Size);
+        await recent.ReadAsync(cache, 0, (int)recent.Size);
+        Assert.True(cache.TryOpenWholeObject(old.Key, old.Size, out SafeFileHandle? held));
+        using (held)
+        {
+            // "old" was just used (the open counts), so "recent" is now the least recently used.
+            await old.ReadAsync(cache, 0, 1);
+            await next.ReadAsync(cache, 0, (int)next.Size); // 7 MiB > quota: one whole object must go
+            cache.Trim();
+
+            Assert.False(cache.Contains(recent.Chunk(0)));
+            Assert.False(cache.Contains(recent.Chunk(1)));
+            Assert.False(File.Exists(ObjectPathOf(recent)));
+            Assert.True(cache.Contains(old.Chunk(2)));
+
+            // Evict "old" too, under the open handle: the unlinked file still reads right.
+            await recent.ReadAsync(cache, 0, (int)recent.Size);
+            await next.ReadAsync(cache, 0, (int)next.Size);
+            cache.Trim();
+            Assert.False(File.Exists(ObjectPathOf(old)));
+            var bytes = new byte[old.Size];
+            Assert.Equal(old.Size, RandomAccess.Read(held, bytes, 0));
+            Assert.Equal(old.Expected(0, (int)old.Size), bytes);
+        }
+        CacheStats stats = cache.GetStats();
+        Assert.True(stats.UsedBytes <= 6 * MiB, $"used {stats.UsedBytes}");
+        Assert.Equal(stats.UsedBytes / MiB, stats.ChunkCount);
+        Assert.Equal(2, ObjectFilesOnDisk());
     }
 
     [Fact]
@@ -659,30 +747,32 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task Rebuild_ManyChunkFiles_IndexMatchesFiles()
+    public async Task Rebuild_ManyObjectFiles_IndexMatchesFiles()
     {
         const int files = 1000;
-        var obj = new TestObject("many", (long)files * MiB);
-        // Lay the files down directly: what matters is the scan, not 5 GB of writes.
+        var objects = Enumerable.Range(0, files).Select(i => new TestObject($"many/{i}", 10 + (i % 7))).ToArray();
+        // Lay the files down directly: what matters is the scan.
         using (var cache = new ChunkCache(Options()))
         {
-            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), 10, obj.FetchChunk(0, MiB), Ct);
-            string folder = Path.GetDirectoryName(lease.FilePath!)!;
-            for (int i = 1; i < files; i++)
-            {
-                await File.WriteAllBytesAsync(Path.Combine(folder, $"{obj.Key.Hash}-{i}"), new byte[10 + (i % 7)], Ct);
-            }
         }
-        long expectedBytes = Enumerable.Range(0, files).Sum(i => (long)(10 + (i % 7)));
+        foreach (TestObject obj in objects)
+        {
+            string path = ObjectPathOf(obj);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            await File.WriteAllBytesAsync(path, obj.Expected(0, (int)obj.Size), Ct);
+        }
+        long expectedBytes = objects.Sum(o => o.Size);
 
         var watch = System.Diagnostics.Stopwatch.StartNew();
         using var reopened = new ChunkCache(Options());
         watch.Stop();
-        TestContext.Current.SendDiagnosticMessage($"rebuilt {files} chunks in {watch.ElapsedMilliseconds} ms");
+        TestContext.Current.SendDiagnosticMessage($"rebuilt {files} objects in {watch.ElapsedMilliseconds} ms");
 
         Assert.Equal(files, reopened.LoadedAtStart);
         Assert.Equal(expectedBytes, reopened.GetStats().UsedBytes);
-        Assert.True(reopened.Contains(obj.Chunk(files - 1)));
+        Assert.True(reopened.Contains(objects[^1].Chunk(0)));
+        Assert.Equal(objects[^1].Expected(0, 3), await objects[^1].ReadAsync(reopened, 0, 3));
+        Assert.Equal(0, objects[^1].Fetches);
     }
 
     [Fact]
@@ -719,10 +809,10 @@ public sealed class ChunkCacheTests : IDisposable
             Assert.True(cache.TryRead(obj.Chunk(i), 5, new byte[3], out int read));
             Assert.Equal(3, read);
         }
-        Assert.InRange(OpenFilesUnder(_dir.Path + "/v1/"), 1, 10);
+        Assert.InRange(OpenFilesUnder(_dir.Path + "/v2/"), 1, 10);
 
         cache.Dispose();
-        Assert.Equal(0, OpenFilesUnder(_dir.Path + "/v1/"));
+        Assert.Equal(0, OpenFilesUnder(_dir.Path + "/v2/"));
     }
 
     private static int OpenFilesUnder(string prefix) =>
@@ -767,8 +857,9 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, stats.InFlightFetches);
         Assert.Equal(0, cache.Budget.InUseBytes);
         Assert.True(cache.Budget.PeakBytes <= 4 * MiB);
-        long files = Directory.EnumerateFiles(Path.Combine(_dir.Path, "v1"), "*", SearchOption.AllDirectories).Count();
-        Assert.Equal(stats.ChunkCount, files);
+        // A file per object that still has a chunk indexed, and no other.
+        long objectsHeld = objects.LongCount(o => Enumerable.Range(0, (int)cache.GetChunkCount(o.Size)).Any(i => cache.Contains(o.Chunk(i))));
+        Assert.Equal(objectsHeld, ObjectFilesOnDisk());
     }
 
     [Fact]
@@ -785,7 +876,7 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task Replace_WhileOldCopyIsLeased_OldLeaseKeepsReadingItsOwnBytes()
+    public async Task Replace_WhileOldCopyIsLeased_BothLeasesReadRightBytesWithinTheirLengths()
     {
         using var cache = new ChunkCache(Options());
         var obj = new TestObject("replaced", MiB);
