@@ -26,18 +26,20 @@ namespace CsiCache.Datasets;
 /// too, which the kernel also remembers. Handle-0 READs are served by node id from one read state
 /// per file (<see cref="DatasetEntry.SharedRead"/>). Refresh mounts (a version per open, KEEP_CACHE
 /// only while unchanged) and passthrough (a backing id per open) keep OPEN.</para>
-/// <para><b>Passthrough or zero-message: the first open decides.</b> The kernel remembers an ENOSYS
-/// to OPEN for the connection's life, so a mount gets one of the two, never both per file. With
-/// <see cref="PassthroughMode.Off"/> it is zero-message opens, with <see cref="PassthroughMode.Always"/>
-/// passthrough (OPEN kept), both fixed at INIT. With <see cref="PassthroughMode.Auto"/>, where the
-/// kernel both granted passthrough and offers zero-message opens, INIT leaves it open and the first
-/// regular-file OPEN decides from that file's size: larger than a chunk keeps OPEN (passthrough for
-/// files the cache holds whole, READ otherwise), else zero-message. Datasets are mostly homogeneous:
-/// a tree of small images wants zero-message opens (a passthrough open costs an OPEN, two ioctls and
-/// a RELEASE, more than the READs of a small warm file), a set of large shards or one big file wants
-/// passthrough (a warm read at the backing file's speed instead of a READ per MiB), and the first
-/// file opened says which. Concurrent first opens agree through one compare-and-swap. Where the
-/// kernel lacks either, Auto takes what is there.</para>
+/// <para><b>Passthrough or zero-message: the first open decides.</b> Passthrough hands the kernel a
+/// backing file per OPEN; zero-message opens decline OPEN, which the kernel remembers for the
+/// connection's life; so a mount has one or the other. <see cref="PassthroughMode.Off"/> gives
+/// zero-message opens and <see cref="PassthroughMode.Always"/> passthrough (OPEN kept for every
+/// file), both fixed at INIT. Under <see cref="PassthroughMode.Auto"/>, where the kernel granted
+/// passthrough and offers zero-message opens, INIT leaves the choice to the first regular-file OPEN
+/// and that file's size: larger than one chunk keeps OPEN for good (passthrough for files the cache
+/// holds whole, READ for the rest); otherwise that OPEN and every later one is answered ENOSYS.
+/// Datasets are mostly homogeneous: a tree of small images wants zero-message opens (a warm small
+/// file then costs no request at all, where a passthrough open costs an OPEN, a RELEASE and two
+/// backing-file ioctls), a set of large shards or one big file wants passthrough (reads at the
+/// backing file's speed, no READ per MiB through us), and the first file opened tells which.
+/// Concurrent first opens agree through one compare-and-swap. Without passthrough from the kernel
+/// Auto is zero-message opens; without FUSE_NO_OPEN_SUPPORT it keeps OPEN, with passthrough.</para>
 /// <para><b>Zero-message opendirs.</b> The same bargain for directories, where the kernel offers it
 /// (<see cref="FuseConnection.NoOpendirSupported"/>): on an immutable mount a directory's listing
 /// never changes, so OPENDIR has nothing to decide and is answered ENOSYS. The kernel then opens
