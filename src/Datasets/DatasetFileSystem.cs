@@ -354,7 +354,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             return (FileOpenMode)won; // a concurrent first open decided first
         }
         LogOpenModeDecided(_logger, node.Path, size, large ? "off" : "on",
-            large ? "larger than a chunk: large files, kept for passthrough" : "at most a chunk: small files, no OPEN per file");
+            large ? "larger than a chunk: OPEN kept for passthrough" : "at most a chunk: small files want no OPEN");
         return chosen;
     }
 
