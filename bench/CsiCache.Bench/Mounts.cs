@@ -43,8 +43,9 @@ internal sealed class CsiCacheTool(OriginKind origin, string binary, string cach
             file = "dotnet";
             args.Add(binary);
         }
-        // Passthrough for wholly cached single-chunk files is opt-in on `datasets` (3e7f359):
-        // CSICACHE_PASSTHROUGH=1. The "csicache-pt" tool measures it beside the default.
+        // CSICACHE_PASSTHROUGH=1 is Always (OPEN kept for every file, passthrough for those cached
+        // whole); "" is Auto, the default, where the first file a mount opens picks passthrough or
+        // zero-message opens. The "csicache-pt" tool measures Always beside the default.
         var env = new Dictionary<string, string> { ["CSICACHE_PASSTHROUGH"] = passthrough ? "1" : "" };
         args.Add("mount");
         if (Origin == OriginKind.Http)

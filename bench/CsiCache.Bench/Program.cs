@@ -8,7 +8,7 @@ var workloads = new Option<string>("--workloads") { Description = "a (sequential
 var tools = new Option<string>("--tools")
 {
     Description = "native, origin, csicache, rclone, s3fs; csicache-s3 and rclone-s3 run those over the S3 origin too; "
-        + "csicache-pt is csicache with CSICACHE_PASSTHROUGH=1",
+        + "csicache-pt is csicache with CSICACHE_PASSTHROUGH=1 (passthrough always, not chosen by the first open)",
     DefaultValueFactory = _ => "native,origin,csicache,rclone,s3fs",
 };
 var workDir = new Option<string>("--work-dir") { Description = "data set, caches and mount points", DefaultValueFactory = _ => "/var/tmp/csicache-bench" };

@@ -26,6 +26,20 @@ namespace CsiCache.Datasets;
 /// too, which the kernel also remembers. Handle-0 READs are served by node id from one read state
 /// per file (<see cref="DatasetEntry.SharedRead"/>). Refresh mounts (a version per open, KEEP_CACHE
 /// only while unchanged) and passthrough (a backing id per open) keep OPEN.</para>
+/// <para><b>Passthrough or zero-message: the first open decides.</b> Passthrough hands the kernel a
+/// backing file per OPEN; zero-message opens decline OPEN, which the kernel remembers for the
+/// connection's life; so a mount has one or the other. <see cref="PassthroughMode.Off"/> gives
+/// zero-message opens and <see cref="PassthroughMode.Always"/> passthrough (OPEN kept for every
+/// file), both fixed at INIT. Under <see cref="PassthroughMode.Auto"/>, where the kernel granted
+/// passthrough and offers zero-message opens, INIT leaves the choice to the first regular-file OPEN
+/// and that file's size: larger than one chunk keeps OPEN for good (passthrough for files the cache
+/// holds whole, READ for the rest); otherwise that OPEN and every later one is answered ENOSYS.
+/// Datasets are mostly homogeneous: a tree of small images wants zero-message opens (a warm small
+/// file then costs no request at all, where a passthrough open costs an OPEN, a RELEASE and two
+/// backing-file ioctls), a set of large shards or one big file wants passthrough (reads at the
+/// backing file's speed, no READ per MiB through us), and the first file opened tells which.
+/// Concurrent first opens agree through one compare-and-swap. Without passthrough from the kernel
+/// Auto is zero-message opens; without FUSE_NO_OPEN_SUPPORT it keeps OPEN, with passthrough.</para>
 /// <para><b>Zero-message opendirs.</b> The same bargain for directories, where the kernel offers it
 /// (<see cref="FuseConnection.NoOpendirSupported"/>): on an immutable mount a directory's listing
 /// never changes, so OPENDIR has nothing to decide and is answered ENOSYS. The kernel then opens
@@ -62,14 +76,14 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private readonly CancellationToken _stopping;
     private readonly ILogger _logger;
     private readonly Func<(long Blocks, long Free)> _space;
-    private readonly bool _passthrough;
+    private readonly PassthroughMode _passthrough;
     private long _passthroughOpens;
-    private bool _zeroMessageOpen;
+    private int _openMode; // a FileOpenMode; Open until INIT says otherwise
     private bool _zeroMessageOpenDir;
     private int _sharedReads;
     private int _sharedListings;
 
-    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, bool passthrough = false)
+    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, PassthroughMode passthrough = PassthroughMode.Off)
     {
         _passthrough = passthrough;
         _tree = tree;
@@ -90,8 +104,11 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     /// <summary>Files with a shared read state (zero-message opens): read since the kernel last looked them up, one per file, never per read.</summary>
     public int FilesReadWithoutOpen => Volatile.Read(ref _sharedReads);
 
-    /// <summary>True when OPEN of regular files is answered ENOSYS (decided at INIT; see the remarks).</summary>
-    public bool ZeroMessageOpen => _zeroMessageOpen;
+    /// <summary>True when OPEN of regular files is answered ENOSYS (decided at INIT, or by the first open; see the remarks).</summary>
+    public bool ZeroMessageOpen => FileOpens == FileOpenMode.ZeroMessage;
+
+    /// <summary>How OPEN of regular files is answered now: <see cref="FileOpenMode.FirstOpenDecides"/> changes once, at the first open.</summary>
+    public FileOpenMode FileOpens => (FileOpenMode)Volatile.Read(ref _openMode);
 
     /// <summary>True when OPENDIR is answered ENOSYS (decided at INIT; see the remarks).</summary>
     public bool ZeroMessageOpenDir => _zeroMessageOpenDir;
@@ -111,12 +128,17 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         // Before INIT's reply, so before any OPEN. Passthrough counts only when the kernel granted
         // it: asked for but refused, every open would be READ-served anyway.
         // Each decision is its reason to stay off, or none.
+        bool passthrough = _passthrough != PassthroughMode.Off && connection.PassthroughEnabled;
         string? openOff = _tree.Refresh is not null ? "refresh mount: versions are checked per open"
-            : _passthrough && connection.PassthroughEnabled ? "passthrough needs OPEN to pass a backing file"
+            : passthrough && _passthrough == PassthroughMode.Always ? "passthrough needs OPEN to pass a backing file"
             : !connection.NoOpenSupported ? "the kernel does not offer FUSE_NO_OPEN_SUPPORT"
             : null;
-        _zeroMessageOpen = openOff is null;
-        LogOpenMode(_logger, _zeroMessageOpen ? "on" : "off", openOff ?? "immutable mount");
+        FileOpenMode mode = openOff is not null ? FileOpenMode.Open
+            : passthrough ? FileOpenMode.FirstOpenDecides
+            : FileOpenMode.ZeroMessage;
+        Volatile.Write(ref _openMode, (int)mode);
+        LogOpenMode(_logger, mode switch { FileOpenMode.ZeroMessage => "on", FileOpenMode.Open => "off", _ => "undecided" },
+            openOff ?? (passthrough ? "passthrough granted: the first regular file opened decides" : "immutable mount"));
 
         // Directories: only the listing's stability matters. Passthrough is for regular files (the
         // kernel never attaches a backing file to a directory), so it does not enter the decision.
@@ -250,7 +272,8 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         {
             return Errno.EROFS;
         }
-        if (_zeroMessageOpen)
+        FileOpenMode mode = FileOpens;
+        if (mode == FileOpenMode.ZeroMessage)
         {
             // "Nothing to open": the kernel completes this open(2) itself with handle 0 and default
             // flags (FOPEN_KEEP_CACHE), and from now on opens and closes regular files of this
@@ -267,6 +290,10 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
         try
         {
+            if (mode == FileOpenMode.FirstOpenDecides && DecideOpenMode(node) == FileOpenMode.ZeroMessage)
+            {
+                return Errno.ENOSYS; // as above: this open is the one the kernel remembers
+            }
             FileVersion version = _reader.ResolveForRead(_tree, node, _stopping);
             FuseOpenOptions options = FuseOpenOptions.NoFlush;
             // The kernel may keep pages from earlier opens only when they hold this same version.
@@ -304,12 +331,39 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         }
     }
 
+    /// <summary>
+    /// Passthrough <see cref="PassthroughMode.Auto"/>: the first regular file opened fixes how this
+    /// connection answers OPEN (see the remarks), from its size alone, so the decision costs no
+    /// origin request where the listing had the size (LOOKUP has resolved it in any case). Concurrent
+    /// first opens all return the mode the one compare-and-swap that won installed, so none of them
+    /// answers OPEN while another answers ENOSYS. Nothing was answered before: an undecided
+    /// connection has had no open of a regular file, hence no FLUSH, RELEASE or handle READ either.
+    /// </summary>
+    private FileOpenMode DecideOpenMode(DatasetEntry node)
+    {
+        if (!DatasetTree.HasSize(node))
+        {
+            _tree.ResolveFile(node, _stopping);
+        }
+        long size = node.Attributes.Size;
+        bool large = size > _reader.Cache.ChunkSize;
+        FileOpenMode chosen = large ? FileOpenMode.Open : FileOpenMode.ZeroMessage;
+        int won = Interlocked.CompareExchange(ref _openMode, (int)chosen, (int)FileOpenMode.FirstOpenDecides);
+        if (won != (int)FileOpenMode.FirstOpenDecides)
+        {
+            return (FileOpenMode)won; // a concurrent first open decided first
+        }
+        LogOpenModeDecided(_logger, node.Path, size, large ? "off" : "on",
+            large ? "larger than a chunk: OPEN kept for passthrough" : "at most a chunk: small files want no OPEN");
+        return chosen;
+    }
+
     /// <summary>Passthrough opens served so far (the kernel read them without a READ reaching us).</summary>
     public long PassthroughOpensServed => Interlocked.Read(ref _passthroughOpens);
 
     /// <summary>
-    /// FUSE_PASSTHROUGH for a file the cache holds whole in one chunk file: the kernel then reads that
-    /// file itself, at native speed. Only on an immutable dataset (a refresh could change the version
+    /// FUSE_PASSTHROUGH for a file the cache holds whole in one file (<see cref="CsiCache.Cache.ChunkCache.TryOpenWholeObject"/>):
+    /// the kernel then reads that file itself, at native speed. Only on an immutable dataset (a refresh could change the version
     /// under an open backing file), only when no READ-served handle is open on the inode, and all
     /// concurrent passthrough opens share one backing id. Returns the backing id, or 0 for READ.
     /// Called under <paramref name="opens"/>' lock.
@@ -321,7 +375,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             Interlocked.Increment(ref _passthroughOpens);
             return shared.Id;
         }
-        if (!_passthrough || opens.CachedOpens > 0 || _tree.Refresh is not null || Connection is not { PassthroughEnabled: true } connection)
+        if (_passthrough == PassthroughMode.Off || opens.CachedOpens > 0 || _tree.Refresh is not null || Connection is not { PassthroughEnabled: true } connection)
         {
             return 0;
         }
@@ -473,9 +527,10 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     /// <summary>
     /// FLUSH comes only for opens not answered with FOPEN_NOFLUSH: zero-message ones (or a previous
-    /// server's). Under zero-message opens, ENOSYS makes the kernel stop sending it for good.
+    /// server's). Under zero-message opens, ENOSYS makes the kernel stop sending it for good. The mode
+    /// is set before the OPEN that chose it is answered, so no zero-message close finds it undecided.
     /// </summary>
-    public Errno Flush(ulong nodeId, ulong handle) => _zeroMessageOpen ? Errno.ENOSYS : Errno.Ok;
+    public Errno Flush(ulong nodeId, ulong handle) => ZeroMessageOpen ? Errno.ENOSYS : Errno.Ok;
 
     public void Release(ulong nodeId, ulong handle)
     {
@@ -720,6 +775,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     [LoggerMessage(EventId = 3012, Level = LogLevel.Debug, Message = "Zero-message opens {State} ({Reason})")]
     private static partial void LogOpenMode(ILogger logger, string state, string reason);
+
+    [LoggerMessage(EventId = 3014, Level = LogLevel.Debug, Message = "Zero-message opens {State}, decided by the first file opened, '{Path}' of {Size} bytes ({Reason})")]
+    private static partial void LogOpenModeDecided(ILogger logger, string path, long size, string state, string reason);
 
     [LoggerMessage(EventId = 3013, Level = LogLevel.Debug, Message = "Zero-message opendirs {State} ({Reason})")]
     private static partial void LogOpenDirMode(ILogger logger, string state, string reason);

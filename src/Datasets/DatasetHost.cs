@@ -137,7 +137,7 @@ public sealed partial class DatasetHost : IAsyncDisposable
             {
                 CacheStats stats = cache.GetStats();
                 return (stats.QuotaBytes, Math.Max(0, stats.QuotaBytes - stats.UsedBytes));
-            }, passthrough: PassthroughEnabled);
+            }, passthrough: Passthrough);
 
             var fuseOptions = new FuseOptions
             {
@@ -146,7 +146,7 @@ public sealed partial class DatasetHost : IAsyncDisposable
                 MaxRead = FuseMaxRead,
                 MaxPendingReads = _maxPendingReads,
                 // Only used when the kernel offers it (6.9+) and we have CAP_SYS_ADMIN; else READ.
-                EnablePassthrough = PassthroughEnabled,
+                EnablePassthrough = Passthrough != PassthroughMode.Off,
                 Source = "csicache",
                 Subtype = "csicache",
                 Log = message => LogFuse(mountLogger, mountPoint, message),
@@ -227,13 +227,16 @@ public sealed partial class DatasetHost : IAsyncDisposable
     internal Prefetcher Prefetcher => _prefetcher;
 
     /// <summary>
-    /// Serve fully cached single-chunk files through FUSE_PASSTHROUGH (for mounts made after it is
-    /// set). Off by default for now: on this 2-core VM, 2,000 cached 110 KB files read once per open
-    /// showed no clear gain over READ (the backing file is registered per open and released with the
-    /// last close), and a wrong I/O-mode decision fails open(2) with EIO. The environment variable
-    /// CSICACHE_PASSTHROUGH=1 turns it on; it is used only when the kernel (6.9+) and CAP_SYS_ADMIN allow.
+    /// FUSE_PASSTHROUGH for files the cache holds whole (for mounts made after it is set), from
+    /// CSICACHE_PASSTHROUGH: "0" Off, "1" Always (OPEN kept for every file, as the opt-in was before),
+    /// anything else Auto, where the first file a mount opens chooses between passthrough and
+    /// zero-message opens (see <see cref="DatasetFileSystem"/>). Always is not the default: on this
+    /// 2-core VM, 2,000 cached 110 KB files read once per open showed no clear gain over READ (a
+    /// backing file is registered per open), zero-message opens beat both on small files, and a
+    /// wrong I/O-mode decision fails open(2) with EIO. Used only where the kernel (6.9+) and
+    /// CAP_SYS_ADMIN allow.
     /// </summary>
-    internal bool PassthroughEnabled { get; set; } = Environment.GetEnvironmentVariable("CSICACHE_PASSTHROUGH") == "1";
+    internal PassthroughMode Passthrough { get; set; } = PassthroughModes.Parse(Environment.GetEnvironmentVariable("CSICACHE_PASSTHROUGH"));
 
     private async Task<OriginListPage> ProbeAsync(IOrigin origin, DatasetSource source, CancellationToken ct)
     {

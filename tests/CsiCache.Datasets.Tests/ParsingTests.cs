@@ -31,6 +31,16 @@ public sealed class ParsingTests
         Assert.False(string.IsNullOrWhiteSpace(e.Message));
     }
 
+    [Theory]
+    [InlineData("0", "Off")]
+    [InlineData("1", "Always")]
+    [InlineData(null, "Auto")]
+    [InlineData("", "Auto")] // what the bench passes for its plain "csicache" tool
+    [InlineData("yes", "Auto")]
+    [InlineData("2", "Auto")]
+    public void PassthroughSetting_FromTheEnvironment_DefaultsToAuto(string? value, string expected) =>
+        Assert.Equal(expected, PassthroughModes.Parse(value).ToString());
+
     [Fact]
     public void ByteSize_Format_IsReadable()
     {

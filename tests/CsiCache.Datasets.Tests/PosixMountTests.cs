@@ -294,7 +294,7 @@ public sealed class PosixMountTests
         byte[] large = TestData.Bytes(ChunkSize + 5, 42);
         File.WriteAllBytes(Path.Combine(source.Path, "small.bin"), small);
         File.WriteAllBytes(Path.Combine(source.Path, "large.bin"), large);
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, passthrough: true);
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, passthrough: PassthroughMode.Always);
         string path = test.PathOf("small.bin");
         DatasetFileSystem fs = test.Mount.FileSystem;
 

@@ -37,19 +37,23 @@ internal sealed class TestMount : IAsyncDisposable
         FuseReaderThreads = 4,
     };
 
+    /// <summary>
+    /// Mounts <paramref name="source"/> on a new host. Passthrough is Off unless a test names a
+    /// setting, whatever CSICACHE_PASSTHROUGH says: such tests expect zero-message opens from INIT on.
+    /// </summary>
     public static async Task<TestMount> StartAsync(
         string source,
         Dictionary<string, string>? parameters = null,
         Func<TempDirectory, DatasetHostOptions>? hostOptions = null,
         Dictionary<string, string>? secrets = null,
-        bool passthrough = false)
+        PassthroughMode passthrough = PassthroughMode.Off)
     {
         Privileges.RequireRootAndFuse();
         var temp = new TempDirectory("mnt");
         DatasetHost? host = null;
         try
         {
-            host = new DatasetHost(hostOptions?.Invoke(temp) ?? HostOptions(temp)) { PassthroughEnabled = passthrough };
+            host = new DatasetHost(hostOptions?.Invoke(temp) ?? HostOptions(temp)) { Passthrough = passthrough };
             DatasetMount mount = await host.MountAsync(
                 new DatasetMountOptions(source, parameters ?? [], secrets ?? [], Path.Combine(temp.Path, "mnt")),
                 TestContext.Current.CancellationToken);

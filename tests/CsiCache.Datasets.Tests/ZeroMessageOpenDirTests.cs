@@ -116,7 +116,7 @@ public sealed class ZeroMessageOpenDirTests
         using var source = new TempDirectory("src");
         Directory.CreateDirectory(Path.Combine(source.Path, "d"));
         File.WriteAllBytes(Path.Combine(source.Path, "d", "a.bin"), [1, 2]);
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, passthrough: true);
+        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, passthrough: PassthroughMode.Always);
         Assert.True(test.Mount.FileSystem.ZeroMessageOpenDir);
         for (int i = 0; i < 3; i++)
         {
