@@ -9,16 +9,6 @@ internal static partial class Native
     private const int PosixFadvDontNeed = 4;
 
     /// <summary>Drops the file's pages from the page cache, so the next read goes to the FUSE server.</summary>
-    /// <summary>Bytes allocated to the files under <paramref name="root"/> (holes of sparse files do not count): <c>du -s -B1</c>.</summary>
-    public static long AllocatedBytes(string root)
-    {
-        var start = new System.Diagnostics.ProcessStartInfo("du", ["-s", "-B1", root]) { RedirectStandardOutput = true };
-        using var du = System.Diagnostics.Process.Start(start)!;
-        string output = du.StandardOutput.ReadToEnd();
-        du.WaitForExit();
-        return long.Parse(output.AsSpan(0, output.IndexOf('\t', StringComparison.Ordinal)), System.Globalization.CultureInfo.InvariantCulture);
-    }
-
     public static void DropPageCache(string path)
     {
         using SafeFileHandle handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read);

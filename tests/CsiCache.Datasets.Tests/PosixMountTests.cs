@@ -159,7 +159,7 @@ public sealed class PosixMountTests
         }
         Assert.True(test.Host.DiskCache.GetStats().Evictions > 0, "a dataset twice the quota must evict");
         // Object files are sparse: what counts is the space allocated to them, as du reports it.
-        long allocated = Native.AllocatedBytes(test.Host.DiskCache.RootDirectory);
+        long allocated = CsiCache.TestKit.DiskUsage.AllocatedBytes(test.Host.DiskCache.RootDirectory);
         Assert.True(allocated <= quota + (1 << 20), $"{allocated} bytes allocated under the cache root");
     }
 
