@@ -23,6 +23,9 @@ internal static partial class CacheNative
     /// <summary>An object file opened (created if new, mode 0644) for writing chunks in place, with or without O_DIRECT; -1 with errno on failure.</summary>
     public static int OpenForWrite(string path, bool direct) => Open(path, OWrOnly | OCreat | OCloexec | (direct ? ODirect : 0), 0x1a4);
 
+    /// <summary>An existing object file opened for writing (never created); -1 with errno on failure.</summary>
+    public static int OpenExistingForWrite(string path) => Open(path, OWrOnly | OCloexec);
+
     /// <summary>Starts reading a range of the file into the page cache in the background; 0 or an errno (not -1/errno: fadvise returns it).</summary>
     public static int WillNeed(SafeFileHandle file, long offset, long length) => PosixFadvise(file, offset, length, FadvWillNeed);
 

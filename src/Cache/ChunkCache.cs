@@ -1,6 +1,5 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.CodeAnalysis;
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
 namespace CsiCache.Cache;
@@ -28,6 +27,10 @@ public sealed class ChunkCache : IDisposable
     private readonly ChunkStore _store;
     private readonly SafeFileHandle _lockFile;
     private readonly ConcurrentDictionary<ChunkKey, ChunkEntry> _index;
+
+    // Per object: how many of its chunks are indexed, and whether it was ever opened whole (a
+    // passthrough backing file may read it). Changed only under the object's stripe lock.
+    private readonly ConcurrentDictionary<ObjectKey, ObjectState> _objects = new();
     private readonly SingleFlight<ChunkKey, ChunkSource> _flights;
     private readonly Lock[] _stripes;
     private readonly Lock _evictionGate = new();
@@ -120,6 +123,7 @@ public sealed class ChunkCache : IDisposable
             {
                 var entry = new ChunkEntry(chunk.Key, chunk.Length, _store.OffsetOf(chunk.Key.Index), chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
                 _index[chunk.Key] = entry;
+                _objects.GetOrAdd(chunk.Key.Object, static _ => new ObjectState()).Chunks++;
                 _usedBytes += chunk.Length;
             }
             LoadedAtStart = scanned.Count;
@@ -348,6 +352,10 @@ public sealed class ChunkCache : IDisposable
                 file = null;
                 return false;
             }
+            // From now on the kernel may read this file for as long as it likes: its chunks are
+            // never punched out, the object is only ever evicted whole (an unlink leaves the
+            // kernel's inode, and every byte in it, as it is).
+            _objects.GetOrAdd(obj, static _ => new ObjectState()).OpenedWhole = true;
         }
         Interlocked.Increment(ref _hits);
         for (long index = 0; index < count; index++)
@@ -523,10 +531,7 @@ public sealed class ChunkCache : IDisposable
     {
         lock (StripeFor(entry.Key.Object))
         {
-            if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
-            {
-                Interlocked.Add(ref _usedBytes, -entry.Length);
-            }
+            Unindex(entry);
         }
     }
 
@@ -696,6 +701,10 @@ public sealed class ChunkCache : IDisposable
                 old.MarkRemoved();
                 Interlocked.Add(ref _usedBytes, -old.Length);
             }
+            else
+            {
+                _objects.GetOrAdd(key.Object, static _ => new ObjectState()).Chunks++;
+            }
             _index[key] = entry;
             Interlocked.Add(ref _usedBytes, data.Length);
             Interlocked.Add(ref _reservedBytes, -data.Length);
@@ -720,12 +729,13 @@ public sealed class ChunkCache : IDisposable
     }
 
     /// <summary>
-    /// Evicts whole objects, least recently used first (an object's last use is that of its most
-    /// recently used chunk), until used bytes are at or below the low watermark. An object file is
-    /// only ever unlinked, never punched: a passthrough backing file or a lease keeps reading the
-    /// unlinked inode, whose bytes stay right. Objects with a pinned chunk are skipped; when
-    /// everything left is pinned the cache stays over (reported in <see cref="CacheStats.OverQuota"/>)
-    /// rather than fail a read.
+    /// Evicts unpinned chunks, least recently used first, until used bytes are at or below the
+    /// low watermark: a chunk's range is punched out of its object's file, and the file unlinked
+    /// with its last chunk. An object that was ever opened whole (<see cref="TryOpenWholeObject"/>)
+    /// goes whole instead, by unlink only: the kernel may be reading it as a passthrough backing
+    /// file, and an unlinked inode keeps its bytes where a punched range would read as zeros. Pinned
+    /// chunks are skipped; when everything left is pinned the cache stays over (reported in
+    /// <see cref="CacheStats.OverQuota"/>) rather than fail a read.
     /// </summary>
     private void EvictToLowWatermark()
     {
@@ -736,87 +746,125 @@ public sealed class ChunkCache : IDisposable
                 return;
             }
 
-            // Exact LRU by sorting a snapshot on access sequence: O(n log n) per pass, but a pass
-            // frees (high - low) of the quota, so it runs rarely; in exchange the hit path is one
-            // interlocked add, with no list to lock.
-            var objects = new Dictionary<ObjectKey, ObjectUse>();
+            // Exact LRU by sorting a snapshot of the unpinned entries on their access sequence:
+            // O(n log n) per pass, but a pass frees (high - low) of the quota, so it runs
+            // rarely; in exchange the hit path is one interlocked add, with no list to lock.
+            var candidates = new List<(long Access, ChunkEntry Entry)>(_index.Count);
             foreach (KeyValuePair<ChunkKey, ChunkEntry> pair in _index)
             {
-                ref ObjectUse use = ref CollectionsMarshal.GetValueRefOrAddDefault(objects, pair.Key.Object, out _);
-                use.Newest = Math.Max(use.Newest, Volatile.Read(ref pair.Value.LastAccess));
-                use.LastIndex = Math.Max(use.LastIndex, pair.Key.Index);
-                use.Pinned |= pair.Value.IsPinned;
-            }
-            var candidates = new List<(long Newest, ObjectKey Object, long LastIndex)>(objects.Count);
-            foreach (KeyValuePair<ObjectKey, ObjectUse> pair in objects)
-            {
-                if (pair.Value.Pinned)
+                if (pair.Value.IsPinned)
                 {
                     Interlocked.Increment(ref _pinnedSkips);
                     continue;
                 }
-                candidates.Add((pair.Value.Newest, pair.Key, pair.Value.LastIndex));
+                candidates.Add((Volatile.Read(ref pair.Value.LastAccess), pair.Value));
             }
-            candidates.Sort(static (a, b) => a.Newest.CompareTo(b.Newest));
+            candidates.Sort(static (a, b) => a.Access.CompareTo(b.Access));
 
-            foreach ((long _, ObjectKey obj, long lastIndex) in candidates)
+            foreach ((long _, ChunkEntry entry) in candidates)
             {
                 if (Volatile.Read(ref _usedBytes) + Volatile.Read(ref _reservedBytes) <= _lowBytes || _disposed.IsCancellationRequested)
                 {
                     break;
                 }
-                EvictObject(obj, lastIndex);
-            }
-        }
-    }
-
-    /// <summary>Drops every chunk of the object from the index and unlinks its file, unless a chunk was pinned since the snapshot.</summary>
-    private void EvictObject(ObjectKey obj, long lastIndexSeen)
-    {
-        lock (StripeFor(obj))
-        {
-            // Chunks stored since the snapshot lie inside the file, so the file's length bounds
-            // them; the snapshot bounds those of a file that vanished.
-            long fileLength = _store.GetFileLength(obj);
-            long lastIndex = Math.Max(lastIndexSeen, fileLength <= 0 ? 0 : (fileLength - 1) / ChunkSize);
-            var entries = new List<ChunkEntry>();
-            for (long index = 0; index <= lastIndex; index++)
-            {
-                if (_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry))
+                lock (StripeFor(entry.Key.Object))
                 {
-                    if (entry.IsPinned)
+                    if (_objects.TryGetValue(entry.Key.Object, out ObjectState? state) && state.OpenedWhole)
                     {
-                        // Leased since the snapshot: keep the object.
-                        Interlocked.Increment(ref _pinnedSkips);
-                        return;
+                        EvictWholeObject(entry.Key.Object);
                     }
-                    entries.Add(entry);
+                    else
+                    {
+                        EvictChunk(entry);
+                    }
                 }
             }
-            foreach (ChunkEntry entry in entries)
-            {
-                // A lease taken in the meantime keeps reading the unlinked inode; the chunk is gone
-                // from the index either way.
-                if (!entry.TryMarkEvicted())
-                {
-                    entry.MarkRemoved();
-                }
-                if (_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
-                {
-                    Interlocked.Add(ref _usedBytes, -entry.Length);
-                    Interlocked.Increment(ref _evictions);
-                    Interlocked.Add(ref _evictedBytes, entry.Length);
-                }
-            }
-            ChunkStore.TryDelete(_store.GetPath(obj));
         }
     }
 
-    private struct ObjectUse
+    /// <summary>Punches one chunk out of its object's file, or unlinks the file with its last chunk. Under the object's lock.</summary>
+    private void EvictChunk(ChunkEntry entry)
     {
-        public long Newest;
-        public long LastIndex;
-        public bool Pinned;
+        if (!entry.TryMarkEvicted())
+        {
+            // Leased since the snapshot, or replaced: skip it.
+            Interlocked.Increment(ref _pinnedSkips);
+            return;
+        }
+        if (Unindex(entry))
+        {
+            Interlocked.Increment(ref _evictions);
+            Interlocked.Add(ref _evictedBytes, entry.Length);
+        }
+        if (!_objects.ContainsKey(entry.Key.Object))
+        {
+            ChunkStore.TryDelete(_store.GetPath(entry.Key.Object));
+        }
+        else
+        {
+            // Nobody reads this range any more: the entry is marked evicted, so no new lease can
+            // reach it, and a write of it again waits for this lock.
+            _store.TryPunch(entry.Key, entry.Length);
+        }
+    }
+
+    /// <summary>Drops every chunk of an object opened whole and unlinks its file, unless a chunk is pinned. Under the object's lock.</summary>
+    private void EvictWholeObject(ObjectKey obj)
+    {
+        // Chunks lie inside the file, so the file's length bounds their indexes.
+        long fileLength = _store.GetFileLength(obj);
+        long lastIndex = fileLength <= 0 ? 0 : (fileLength - 1) / ChunkSize;
+        var entries = new List<ChunkEntry>();
+        for (long index = 0; index <= lastIndex; index++)
+        {
+            if (_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry))
+            {
+                if (entry.IsPinned)
+                {
+                    Interlocked.Increment(ref _pinnedSkips);
+                    return;
+                }
+                entries.Add(entry);
+            }
+        }
+        foreach (ChunkEntry entry in entries)
+        {
+            // A lease taken in the meantime keeps reading the unlinked inode; the chunk is gone
+            // from the index either way.
+            if (!entry.TryMarkEvicted())
+            {
+                entry.MarkRemoved();
+            }
+            if (Unindex(entry))
+            {
+                Interlocked.Increment(ref _evictions);
+                Interlocked.Add(ref _evictedBytes, entry.Length);
+            }
+        }
+        _objects.TryRemove(obj, out _);
+        ChunkStore.TryDelete(_store.GetPath(obj));
+    }
+
+    /// <summary>Removes an entry from the index and its object's count (the object's state goes with its last chunk). Under the object's lock.</summary>
+    private bool Unindex(ChunkEntry entry)
+    {
+        if (!_index.TryRemove(new KeyValuePair<ChunkKey, ChunkEntry>(entry.Key, entry)))
+        {
+            return false;
+        }
+        Interlocked.Add(ref _usedBytes, -entry.Length);
+        if (_objects.TryGetValue(entry.Key.Object, out ObjectState? state) && --state.Chunks <= 0)
+        {
+            _objects.TryRemove(entry.Key.Object, out _);
+        }
+        return true;
+    }
+
+    /// <summary>An object's bookkeeping; read and written under its stripe lock.</summary>
+    private sealed class ObjectState
+    {
+        public int Chunks;
+        public bool OpenedWhole;
     }
 
     private sealed record FetchRequest<TState>(

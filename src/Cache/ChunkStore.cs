@@ -206,6 +206,18 @@ internal sealed unsafe class ChunkStore : IDisposable
         return fd;
     }
 
+    /// <summary>Frees an evicted chunk's range (it becomes a hole: read back as absent at the next start). Best effort: a range left in place holds right bytes.</summary>
+    public void TryPunch(ChunkKey key, int length)
+    {
+        int fd = CacheNative.OpenExistingForWrite(GetPath(key.Object));
+        if (fd < 0)
+        {
+            return;
+        }
+        using var handle = new SafeFileHandle(fd, ownsHandle: true);
+        _ = CacheNative.PunchHole(handle, OffsetOf(key.Index), length);
+    }
+
     /// <summary>The object file's length, or -1 when there is none.</summary>
     public long GetFileLength(ObjectKey obj)
     {

@@ -692,7 +692,39 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
-    public async Task Eviction_TakesWholeObjects_LeastRecentlyUsedFirst_AndAnOpenWholeFileKeepsItsBytes()
+    public async Task Eviction_PunchesOldChunksOutOfTheirObjectFile_AndARestartFindsExactlyTheRest()
+    {
+        // Quota 4 MiB (evict from 3.8 down to 3.4): a 6-chunk object read in order keeps its newest chunks.
+        ChunkCacheOptions options = Options(quota: 4 * MiB);
+        var obj = new TestObject("punched", 6 * MiB);
+        long[] kept;
+        using (var cache = new ChunkCache(options))
+        {
+            Assert.Equal(obj.Expected(0, (int)obj.Size), await obj.ReadAsync(cache, 0, (int)obj.Size));
+            cache.Trim();
+            kept = Enumerable.Range(0, 6).Select(i => (long)i).Where(i => cache.Contains(obj.Chunk(i))).ToArray();
+            Assert.False(cache.Contains(obj.Chunk(0)));
+            Assert.True(cache.Contains(obj.Chunk(5)));
+            Assert.Equal(kept.Length * MiB, cache.GetStats().UsedBytes);
+
+            // The evicted ranges are holes now: the first data in the file is the first kept chunk.
+            using SafeFileHandle file = File.OpenHandle(ObjectPathOf(obj));
+            Assert.Equal(kept[0] * MiB, CacheNative.NextData(file, 0));
+        }
+
+        using var reopened = new ChunkCache(options);
+        Assert.Equal(kept.Length, reopened.LoadedAtStart);
+        for (long index = 0; index < 6; index++)
+        {
+            Assert.Equal(kept.Contains(index), reopened.Contains(obj.Chunk(index)));
+        }
+        long fetched = obj.Fetches;
+        Assert.Equal(obj.Expected(kept[0] * MiB, MiB), await obj.ReadAsync(reopened, kept[0] * MiB, MiB));
+        Assert.Equal(fetched, obj.Fetches);
+    }
+
+    [Fact]
+    public async Task Eviction_AnObjectOpenedWhole_GoesWhole_AndTheOpenFileKeepsItsBytes()
     {
         using var cache = new ChunkCache(Options(quota: 6 * MiB));
         var old = new TestObject("old", 3 * MiB, seed: 1);
@@ -703,28 +735,27 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.True(cache.TryOpenWholeObject(old.Key, old.Size, out SafeFileHandle? held));
         using (held)
         {
-            // "old" was just used (the open counts), so "recent" is now the least recently used.
-            await old.ReadAsync(cache, 0, 1);
-            await next.ReadAsync(cache, 0, (int)next.Size); // 7 MiB > quota: one whole object must go
+            // The open counts as a use of every chunk of "old": "recent" is now the least recently used.
+            await next.ReadAsync(cache, 0, (int)next.Size); // 7 MiB > quota
             cache.Trim();
-
             Assert.False(cache.Contains(recent.Chunk(0)));
             Assert.False(cache.Contains(recent.Chunk(1)));
-            Assert.False(File.Exists(ObjectPathOf(recent)));
-            Assert.True(cache.Contains(old.Chunk(2)));
+            Assert.False(File.Exists(ObjectPathOf(recent))); // its last chunk took the file with it
+            Assert.True(cache.Contains(old.Chunk(0)));
 
-            // Evict "old" too, under the open handle: the unlinked file still reads right.
+            // Now "old" is the least recently used: opened whole, it goes whole, by unlink, and the
+            // file still open (as a passthrough backing file would be) keeps every byte.
             await recent.ReadAsync(cache, 0, (int)recent.Size);
-            await next.ReadAsync(cache, 0, (int)next.Size);
             cache.Trim();
             Assert.False(File.Exists(ObjectPathOf(old)));
+            Assert.False(cache.Contains(old.Chunk(2)));
             var bytes = new byte[old.Size];
             Assert.Equal(old.Size, RandomAccess.Read(held, bytes, 0));
             Assert.Equal(old.Expected(0, (int)old.Size), bytes);
         }
         CacheStats stats = cache.GetStats();
-        Assert.True(stats.UsedBytes <= 6 * MiB, $"used {stats.UsedBytes}");
-        Assert.Equal(stats.UsedBytes / MiB, stats.ChunkCount);
+        Assert.Equal(4 * MiB, stats.UsedBytes);
+        Assert.Equal(4, stats.ChunkCount);
         Assert.Equal(2, ObjectFilesOnDisk());
     }
 
