@@ -17,6 +17,10 @@ public sealed class OpenModeTests
     private static readonly Func<TempDirectory, DatasetHostOptions> SmallChunks =
         t => TestMount.HostOptions(t, chunkSize: MiB) with { OriginTimeout = TimeSpan.FromSeconds(30) };
 
+    // Three chunks and a few bytes, and well under one chunk.
+    private static readonly byte[] LargeFile = TestData.Bytes((3 * MiB) + 5, 61);
+    private static readonly byte[] SmallFile = TestData.Bytes(300_000, 62);
+
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact(Timeout = 90_000)]
@@ -27,8 +31,7 @@ public sealed class OpenModeTests
         byte[] boundary = TestData.Bytes(MiB, 51); // exactly one chunk: still "small"
         byte[] small = TestData.Bytes(300_000, 52);
         byte[] large = TestData.Bytes((3 * MiB) + 123, 53);
-        Write(source, ("boundary.bin", boundary), ("small.bin", small), ("large.bin", large));
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, hostOptions: SmallChunks, passthrough: PassthroughMode.Auto);
+        await using TestMount test = await MountAsync(source, PassthroughMode.Auto, ("boundary.bin", boundary), ("small.bin", small), ("large.bin", large));
         DatasetFileSystem fs = test.Mount.FileSystem;
         FuseSession session = test.Mount.Session;
         RequirePassthroughAndNoOpen(test);
@@ -56,10 +59,8 @@ public sealed class OpenModeTests
     {
         Privileges.RequireRootAndFuse();
         using var source = new TempDirectory("src");
-        byte[] large = TestData.Bytes((3 * MiB) + 5, 61);
-        byte[] small = TestData.Bytes(300_000, 62);
-        Write(source, ("large.bin", large), ("small.bin", small));
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, hostOptions: SmallChunks, passthrough: PassthroughMode.Auto);
+        (byte[] large, byte[] small) = (LargeFile, SmallFile);
+        await using TestMount test = await MountAsync(source, PassthroughMode.Auto, ("large.bin", large), ("small.bin", small));
         DatasetFileSystem fs = test.Mount.FileSystem;
         FuseSession session = test.Mount.Session;
         RequirePassthroughAndNoOpen(test);
@@ -70,7 +71,7 @@ public sealed class OpenModeTests
         Assert.False(fs.ZeroMessageOpen);
         Assert.True(test.Mount.GetStats().BytesServed >= large.Length, "the cold read must have been served by READ");
 
-        // A small file: READ while cold, then, cached whole in one chunk file and open nowhere, passthrough.
+        // A small file: READ while cold, then, cached whole and open nowhere, passthrough.
         TestData.AssertSameBytes(small, test.PathOf("small.bin"));
         Assert.Equal(0, fs.PassthroughOpensServed);
         await WaitForAsync(() => fs.OpenFiles == 0); // RELEASE follows close(2) asynchronously
@@ -88,19 +89,14 @@ public sealed class OpenModeTests
         Assert.Equal(0, fs.FilesReadWithoutOpen);
     }
 
-    /// <summary>
-    /// Needs the cache to store a multi-chunk object in one file and hand it over
-    /// (<c>ChunkCache.TryOpenWholeObject</c> for any fully cached object); until then the second
-    /// open is READ-served, its bytes still right, and only the passthrough count fails.
-    /// </summary>
+    /// <summary>The cache keeps a multi-chunk object in one file: once it holds it whole, that file is the backing file.</summary>
     [Fact(Timeout = 90_000)]
     public async Task Auto_FirstOpenOfALargeFile_OnceCachedWhole_IsServedByPassthrough()
     {
         Privileges.RequireRootAndFuse();
         using var source = new TempDirectory("src");
         byte[] large = TestData.Bytes((3 * MiB) + 5, 71);
-        Write(source, ("large.bin", large));
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, hostOptions: SmallChunks, passthrough: PassthroughMode.Auto);
+        await using TestMount test = await MountAsync(source, PassthroughMode.Auto, ("large.bin", large));
         DatasetFileSystem fs = test.Mount.FileSystem;
         RequirePassthroughAndNoOpen(test);
 
@@ -113,12 +109,8 @@ public sealed class OpenModeTests
 
         long served = test.Mount.GetStats().BytesServed;
         TestData.AssertSameBytes(large, test.PathOf("large.bin"));
-        if (fs.PassthroughOpensServed != 1)
-        {
-            Assert.Fail($"a fully cached {large.Length}-byte file should be opened with passthrough; {fs.PassthroughOpensServed} passthrough opens "
-                + "(needs ChunkCache.TryOpenWholeObject for objects of several chunks)");
-        }
-        Assert.Equal(served, test.Mount.GetStats().BytesServed);
+        Assert.Equal(1, fs.PassthroughOpensServed);
+        Assert.Equal(served, test.Mount.GetStats().BytesServed); // no READ reached us
     }
 
     [Fact(Timeout = 90_000)]
@@ -126,10 +118,8 @@ public sealed class OpenModeTests
     {
         Privileges.RequireRootAndFuse();
         using var source = new TempDirectory("src");
-        byte[] large = TestData.Bytes((3 * MiB) + 7, 81);
-        byte[] small = TestData.Bytes(300_000, 82);
-        Write(source, ("large.bin", large), ("small.bin", small));
-        await using TestMount test = await TestMount.StartAsync("file://" + source.Path, hostOptions: SmallChunks, passthrough: PassthroughMode.Off);
+        (byte[] large, byte[] small) = (LargeFile, SmallFile);
+        await using TestMount test = await MountAsync(source, PassthroughMode.Off, ("large.bin", large), ("small.bin", small));
         DatasetFileSystem fs = test.Mount.FileSystem;
         FuseSession session = test.Mount.Session;
         Assert.True(session.NoOpenSupported, "this kernel should offer FUSE_NO_OPEN_SUPPORT (7.23, Linux 3.14)");
@@ -206,6 +196,13 @@ public sealed class OpenModeTests
             Assert.Fail("this kernel (6.9+) and root should negotiate FUSE_PASSTHROUGH; the Fuse layer did not");
         }
         Assert.True(test.Mount.Session.NoOpenSupported, "this kernel should offer FUSE_NO_OPEN_SUPPORT (7.23, Linux 3.14)");
+    }
+
+    /// <summary>Writes the files into the source directory and mounts it with 1 MiB chunks.</summary>
+    private static Task<TestMount> MountAsync(TempDirectory source, PassthroughMode mode, params (string Name, byte[] Bytes)[] files)
+    {
+        Write(source, files);
+        return TestMount.StartAsync("file://" + source.Path, hostOptions: SmallChunks, passthrough: mode);
     }
 
     private static void Write(TempDirectory source, params (string Name, byte[] Bytes)[] files)
