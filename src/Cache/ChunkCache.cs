@@ -21,7 +21,6 @@ public sealed class ChunkCache : IDisposable
     // whole-object open must see every chunk of the file it opens.
     private const int StripeCount = 64;
 
-
     private readonly ChunkCacheOptions _options;
     private readonly TimeProvider _time;
     private readonly ChunkStore _store;
@@ -123,7 +122,7 @@ public sealed class ChunkCache : IDisposable
             {
                 var entry = new ChunkEntry(chunk.Key, chunk.Length, _store.OffsetOf(chunk.Key.Index), chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
                 _index[chunk.Key] = entry;
-                _objects.GetOrAdd(chunk.Key.Object, static _ => new ObjectState()).Chunks++;
+                StateOf(chunk.Key.Object).Chunks++;
                 _usedBytes += chunk.Length;
             }
             LoadedAtStart = scanned.Count;
@@ -355,7 +354,7 @@ public sealed class ChunkCache : IDisposable
             // From now on the kernel may read this file for as long as it likes: its chunks are
             // never punched out, the object is only ever evicted whole (an unlink leaves the
             // kernel's inode, and every byte in it, as it is).
-            _objects.GetOrAdd(obj, static _ => new ObjectState()).OpenedWhole = true;
+            StateOf(obj).OpenedWhole = true;
         }
         Interlocked.Increment(ref _hits);
         for (long index = 0; index < count; index++)
@@ -420,7 +419,7 @@ public sealed class ChunkCache : IDisposable
         {
             // Waits for a running eviction pass to finish its current file.
         }
-        // Stores that started before the cancel finish (or see it and drop their temp file) first.
+        // Stores that started before the cancel finish first (or see it and leave the root alone).
         Stop(clean: true);
     }
 
@@ -703,7 +702,7 @@ public sealed class ChunkCache : IDisposable
             }
             else
             {
-                _objects.GetOrAdd(key.Object, static _ => new ObjectState()).Chunks++;
+                StateOf(key.Object).Chunks++;
             }
             _index[key] = entry;
             Interlocked.Add(ref _usedBytes, data.Length);
@@ -791,11 +790,7 @@ public sealed class ChunkCache : IDisposable
             Interlocked.Increment(ref _pinnedSkips);
             return;
         }
-        if (Unindex(entry))
-        {
-            Interlocked.Increment(ref _evictions);
-            Interlocked.Add(ref _evictedBytes, entry.Length);
-        }
+        UnindexEvicted(entry);
         if (!_objects.ContainsKey(entry.Key.Object))
         {
             ChunkStore.TryDelete(_store.GetPath(entry.Key.Object));
@@ -835,11 +830,7 @@ public sealed class ChunkCache : IDisposable
             {
                 entry.MarkRemoved();
             }
-            if (Unindex(entry))
-            {
-                Interlocked.Increment(ref _evictions);
-                Interlocked.Add(ref _evictedBytes, entry.Length);
-            }
+            UnindexEvicted(entry);
         }
         _objects.TryRemove(obj, out _);
         ChunkStore.TryDelete(_store.GetPath(obj));
@@ -859,6 +850,19 @@ public sealed class ChunkCache : IDisposable
         }
         return true;
     }
+
+    /// <summary><see cref="Unindex"/>, counted as an eviction.</summary>
+    private void UnindexEvicted(ChunkEntry entry)
+    {
+        if (Unindex(entry))
+        {
+            Interlocked.Increment(ref _evictions);
+            Interlocked.Add(ref _evictedBytes, entry.Length);
+        }
+    }
+
+    /// <summary>The object's bookkeeping, created with its first chunk. Under the object's lock (or at start).</summary>
+    private ObjectState StateOf(ObjectKey obj) => _objects.GetOrAdd(obj, static _ => new ObjectState());
 
     /// <summary>An object's bookkeeping; read and written under its stripe lock.</summary>
     private sealed class ObjectState

@@ -125,7 +125,7 @@ internal sealed unsafe class ChunkStore : IDisposable
             if (handle is null)
             {
                 direct = false;
-                handle = OpenForWrite(path, direct: false);
+                handle = OpenForWrite(path);
             }
             using (handle)
             {
@@ -181,19 +181,17 @@ internal sealed unsafe class ChunkStore : IDisposable
             _directUnsupported = true;
             return null;
         }
-        throw new IOException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        throw OpenFailed(path, errno);
     }
 
-    private static SafeFileHandle OpenForWrite(string path, bool direct)
+    private static SafeFileHandle OpenForWrite(string path)
     {
-        int fd = OpenCreatingFolder(path, direct);
-        if (fd < 0)
-        {
-            int errno = Marshal.GetLastPInvokeError();
-            throw new IOException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
-        }
-        return new SafeFileHandle(fd, ownsHandle: true);
+        int fd = OpenCreatingFolder(path, direct: false);
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw OpenFailed(path, Marshal.GetLastPInvokeError());
     }
+
+    private static IOException OpenFailed(string path, int errno) =>
+        new($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
 
     private static int OpenCreatingFolder(string path, bool direct)
     {
