@@ -3,7 +3,7 @@ using Microsoft.Win32.SafeHandles;
 
 namespace CsiCache.Cache;
 
-/// <summary>The few Linux calls the BCL does not offer: syncfs, fsync of a folder, fadvise, fallocate, SEEK_DATA/SEEK_HOLE.</summary>
+/// <summary>The few Linux calls the BCL does not offer: syncfs, fsync of a folder, fadvise, fallocate, SEEK_DATA/SEEK_HOLE, a bare open, getrlimit.</summary>
 internal static partial class CacheNative
 {
     private const int ORdOnly = 0;
@@ -23,6 +23,9 @@ internal static partial class CacheNative
     /// <summary>An object file opened (created if new, mode 0644) for writing chunks in place, with or without O_DIRECT; -1 with errno on failure.</summary>
     public static int OpenForWrite(string path, bool direct) => Open(path, OWrOnly | OCreat | OCloexec | (direct ? ODirect : 0), 0x1a4);
 
+    /// <summary>An existing file opened read-only: one syscall, where File.OpenHandle adds an fstat and two flocks; -1 with errno on failure.</summary>
+    public static int OpenReadOnly(string path) => Open(path, ORdOnly | OCloexec);
+
     /// <summary>An existing object file opened for writing (never created); -1 with errno on failure.</summary>
     public static int OpenExistingForWrite(string path) => Open(path, OWrOnly | OCloexec);
 
@@ -37,6 +40,16 @@ internal static partial class CacheNative
 
     /// <summary>The next hole at or after <paramref name="offset"/> (the end of the file counts as one).</summary>
     public static long NextHole(SafeFileHandle file, long offset) => Lseek(file, offset, SeekHole);
+
+    /// <summary>The process's soft limit on open fds (RLIMIT_NOFILE); null when it cannot be read.</summary>
+    public static unsafe long? OpenFileLimit()
+    {
+        ulong* limits = stackalloc ulong[2]; // struct rlimit { rlim_cur, rlim_max }
+        return GetRlimit(7 /* RLIMIT_NOFILE */, limits) == 0 ? (long)Math.Min(limits[0], long.MaxValue) : null;
+    }
+
+    [LibraryImport("libc", EntryPoint = "getrlimit")]
+    private static unsafe partial int GetRlimit(int resource, ulong* limits);
 
     [LibraryImport("libc", EntryPoint = "syncfs", SetLastError = true)]
     public static partial int SyncFs(SafeFileHandle fd);

@@ -75,7 +75,7 @@ public sealed class ChunkCache : IDisposable
         _highBytes = (long)(options.QuotaBytes * options.HighWatermark);
         _lowBytes = (long)(options.QuotaBytes * options.LowWatermark);
         _accessResolutionTicks = options.AccessTimeResolution.Ticks;
-        _idle = new IdleHandles(options.MaxIdleOpenFiles);
+        _idle = new IdleHandles(IdleHandleBound(options.MaxIdleOpenFiles, CacheNative.OpenFileLimit()));
         _stripes = new Lock[StripeCount];
         for (int i = 0; i < _stripes.Length; i++)
         {
@@ -439,6 +439,14 @@ public sealed class ChunkCache : IDisposable
         _store.Dispose();
         _lockFile.Dispose();
     }
+
+    /// <summary>
+    /// The idle fds to keep: the option, but at most half of what the fd limit leaves after 1,024
+    /// for everything else (sockets, /dev/fuse, passthrough backing files), so a low limit
+    /// costs reopens, never EMFILE.
+    /// </summary>
+    internal static int IdleHandleBound(int configured, long? openFileLimit) =>
+        openFileLimit is long limit ? (int)Math.Min(configured, Math.Max(64, (limit - 1024) / 2)) : configured;
 
     private static void ValidateKey(ChunkKey key)
     {

@@ -58,9 +58,13 @@ public sealed record ChunkCacheOptions
 
     /// <summary>
     /// Open fds kept on idle chunks, so that repeated reads of a hot chunk skip open/close.
-    /// Bounded because a large cache has far more chunks than a process should hold fds.
+    /// Bounded because a large cache has far more chunks than a process should hold fds, and
+    /// lowered to half of what RLIMIT_NOFILE leaves after 1,024 others. Sized for a data set's
+    /// worth of small files: once the kernel's caches are dropped, reopening an object file reads
+    /// its folder and inode from disk again, which cost a small-file read a fifth of its time
+    /// with 1,024 (BENCHMARKS.md).
     /// </summary>
-    public int MaxIdleOpenFiles { get; init; } = 1024;
+    public int MaxIdleOpenFiles { get; init; } = 16384;
 
     internal void Validate()
     {

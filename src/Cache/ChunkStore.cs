@@ -256,8 +256,27 @@ internal sealed unsafe class ChunkStore : IDisposable
         }
     }
 
-    public static SafeFileHandle OpenRead(string path) =>
-        File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+    /// <summary>
+    /// Opens an object file for reading. A plain open(2): this runs once per chunk a reader comes
+    /// back to after its fd was closed, and File.OpenHandle's fstat and flock pair (FileShare
+    /// emulation, of no use here) tripled the syscalls. ENOENT is a FileNotFoundException, as
+    /// callers expect of a file evicted behind them.
+    /// </summary>
+    public static SafeFileHandle OpenRead(string path)
+    {
+        int fd = CacheNative.OpenReadOnly(path);
+        if (fd >= 0)
+        {
+            return new SafeFileHandle(fd, ownsHandle: true);
+        }
+        int errno = Marshal.GetLastPInvokeError();
+        throw errno switch
+        {
+            2 /* ENOENT */ => new FileNotFoundException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}", path),
+            13 /* EACCES */ => new UnauthorizedAccessException($"open {path}: {Marshal.GetPInvokeErrorMessage(errno)}"),
+            _ => OpenFailed(path, errno),
+        };
+    }
 
     public static void TryDelete(string path)
     {

@@ -846,6 +846,41 @@ public sealed class ChunkCacheTests : IDisposable
         Assert.Equal(0, OpenFilesUnder(_dir.Path + "/v2/"));
     }
 
+    [Theory]
+    [InlineData(16384, 20000L, 9488)] // half of what the limit leaves after 1,024 others
+    [InlineData(16384, 1048576L, 16384)] // a container's usual limit: the option itself
+    [InlineData(16384, 1024L, 64)] // a limit with no room left: a floor, not zero
+    [InlineData(10, 20000L, 10)]
+    [InlineData(500, null, 500)] // limit unknown: the option
+    public void IdleHandleBound_LeavesRoomUnderTheFdLimit(int configured, long? limit, int expected) =>
+        Assert.Equal(expected, ChunkCache.IdleHandleBound(configured, limit));
+
+    [Fact]
+    public async Task IdleChunks_ReopenAfterTheirFdsClosed_AndAnEvictedFileIsAMissNotAnError()
+    {
+        using var cache = new ChunkCache(Options() with { MaxIdleOpenFiles = 0 });
+        var obj = new TestObject("reopen", 2 * MiB);
+        using (await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
+        {
+        }
+        Assert.Equal(0, OpenFilesUnder(_dir.Path + "/v2/"));
+
+        // Reopened by a plain open(2): the bytes are the chunk's.
+        var read = new byte[4];
+        Assert.True(cache.TryRead(obj.Chunk(0), 100, read, out int n));
+        Assert.Equal(4, n);
+        Assert.Equal(obj.Expected(100, 4), read);
+
+        // The file removed behind the cache: a miss (and a refetch), not an exception.
+        foreach (string file in Directory.EnumerateFiles(_dir.Path + "/v2", "*", SearchOption.AllDirectories))
+        {
+            File.Delete(file);
+        }
+        Assert.False(cache.TryRead(obj.Chunk(0), 0, read, out _));
+        using ChunkLease again = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct);
+        Assert.Equal(2, obj.Fetches);
+    }
+
     private static int OpenFilesUnder(string prefix) =>
         new DirectoryInfo("/proc/self/fd").EnumerateFileSystemInfos()
             .Select(fd =>
