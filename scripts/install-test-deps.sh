@@ -10,6 +10,7 @@ command -v losetup >/dev/null || need+=(mount)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v python3 >/dev/null || need+=(python3) # a second process that mmaps a file on a test mount
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-test-deps: apt-get install ${need[*]}"
   apt-get update -qq

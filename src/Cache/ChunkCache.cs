@@ -302,6 +302,9 @@ public sealed class ChunkCache : IDisposable
         }
     }
 
+    /// <summary>Whether any chunk of the object is stored (a snapshot, like <see cref="Contains"/>); one lookup whatever the object's size.</summary>
+    public bool ContainsAnyOf(ObjectKey obj) => _objects.ContainsKey(obj);
+
     /// <summary>Whether the chunk is stored (a snapshot: it may be evicted right after, unless leased).</summary>
     public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && !entry.IsRemoved;
 

@@ -51,6 +51,17 @@ namespace CsiCache.Datasets;
 /// directory (<see cref="DatasetEntry.SharedListing"/>). Refresh mounts keep OPENDIR: a listing older
 /// than the TTL must be fetched again, and the kernel's cached listing would hide it. Passthrough
 /// does not matter here: it is for regular files only, and OPENDIR never passes a backing file.</para>
+/// <para><b>Cold opens skip the page cache.</b> Where OPEN is kept, a file of which the cache holds
+/// nothing yet is opened with FOPEN_DIRECT_IO (only where the kernel granted
+/// FUSE_DIRECT_IO_ALLOW_MMAP, so shared mmap still works): each read(2) comes to us as one READ
+/// of its own size, and our reply is copied straight into the reader's buffer. Through the page
+/// cache the same bytes were copied into fresh page-cache pages and then again to the reader,
+/// which on a 2-core node cost a cold 1 MiB reader a third of its speed (BENCHMARKS.md). The
+/// price is that small reads lose the kernel's read-ahead: each one is a round trip. So the
+/// first direct handle that shows small reads (a mean under <see cref="DirectIoMinMeanRead"/> over
+/// its first <see cref="DirectIoVerdictReads"/> READs) turns cold direct opens off for the rest
+/// of the mount. Once any of a file is cached, its opens use the page cache (KEEP_CACHE) or
+/// passthrough as before.</para>
 /// </remarks>
 internal sealed partial class DatasetFileSystem : IFuseFileSystem
 {
@@ -60,6 +71,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     /// revalidation once a day per inode costs nothing.
     /// </summary>
     public static readonly TimeSpan ImmutableTimeout = TimeSpan.FromDays(1);
+
+    /// <summary>Cold direct opens stay on while direct handles read at least this much per READ on average …</summary>
+    internal const int DirectIoMinMeanRead = 128 << 10;
+
+    /// <summary>… judged over this many READs of one handle.</summary>
+    internal const int DirectIoVerdictReads = 16;
 
     private const int ORdOnly = 0;
     private const int OAccMode = 3;
@@ -77,15 +94,19 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private readonly ILogger _logger;
     private readonly Func<(long Blocks, long Free)> _space;
     private readonly PassthroughMode _passthrough;
+    private readonly bool _coldDirectIoWanted;
+    private int _coldDirectIo; // 1 while cold opens get FOPEN_DIRECT_IO (set at INIT, cleared by small reads)
     private long _passthroughOpens;
+    private long _directOpens;
     private int _openMode; // a FileOpenMode; Open until INIT says otherwise
     private bool _zeroMessageOpenDir;
     private int _sharedReads;
     private int _sharedListings;
 
-    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, PassthroughMode passthrough = PassthroughMode.Off)
+    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, PassthroughMode passthrough = PassthroughMode.Off, bool coldDirectIo = false)
     {
         _passthrough = passthrough;
+        _coldDirectIoWanted = coldDirectIo;
         _tree = tree;
         _reader = reader;
         _logger = logger;
@@ -137,6 +158,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             : passthrough ? FileOpenMode.FirstOpenDecides
             : FileOpenMode.ZeroMessage;
         Volatile.Write(ref _openMode, (int)mode);
+        Volatile.Write(ref _coldDirectIo, _coldDirectIoWanted && connection.DirectIoMmapAllowed ? 1 : 0);
         LogOpenMode(_logger, mode switch { FileOpenMode.ZeroMessage => "on", FileOpenMode.Open => "off", _ => "undecided" },
             openOff ?? (passthrough ? "passthrough granted: the first regular file opened decides" : "immutable mount"));
 
@@ -320,6 +342,14 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
                 else
                 {
                     opens.CachedOpens++;
+                    if (Volatile.Read(ref _coldDirectIo) != 0 && !_reader.Cache.ContainsAnyOf(version.Key))
+                    {
+                        // Nothing of it cached: around the page cache (see the remarks). KEEP_CACHE stays,
+                        // so this open does not throw away pages another open may have.
+                        options |= FuseOpenOptions.DirectIo;
+                        open.DirectIo = true;
+                        Interlocked.Increment(ref _directOpens);
+                    }
                 }
                 result = new FuseOpenResult { Handle = _files.Add(open), Options = options, BackingId = backingId };
             }
@@ -357,6 +387,12 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             large ? "larger than a chunk: OPEN kept for passthrough" : "at most a chunk: small files want no OPEN");
         return chosen;
     }
+
+    /// <summary>Opens handed out with FOPEN_DIRECT_IO because nothing of the file was cached.</summary>
+    public long ColdDirectOpens => Interlocked.Read(ref _directOpens);
+
+    /// <summary>Whether cold opens still get FOPEN_DIRECT_IO (false once small reads were seen, or when INIT did not allow it).</summary>
+    public bool ColdDirectIo => Volatile.Read(ref _coldDirectIo) != 0;
 
     /// <summary>Passthrough opens served so far (the kernel read them without a READ reaching us).</summary>
     public long PassthroughOpensServed => Interlocked.Read(ref _passthroughOpens);
@@ -413,6 +449,11 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         if (!_files.TryGet(handle, out OpenFile open) && !TryAdoptFile(nodeId, handle, out open))
         {
             return new ValueTask<FuseReadResult>(Errno.EBADF);
+        }
+        if (open.DirectIo && open.CountDirectRead(destination.Length, DirectIoVerdictReads, DirectIoMinMeanRead)
+            && Interlocked.Exchange(ref _coldDirectIo, 0) != 0)
+        {
+            LogColdDirectIoOff(_logger, open.Entry.Path, DirectIoVerdictReads, DirectIoMinMeanRead >> 10);
         }
         return _reader.ReadAsync(open, offset, destination, cancellationToken);
     }
@@ -778,6 +819,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     [LoggerMessage(EventId = 3014, Level = LogLevel.Debug, Message = "Zero-message opens {State}, decided by the first file opened, '{Path}' of {Size} bytes ({Reason})")]
     private static partial void LogOpenModeDecided(ILogger logger, string path, long size, string state, string reason);
+
+    [LoggerMessage(EventId = 3015, Level = LogLevel.Information, Message = "Cold opens now use the page cache: '{Path}' was read in small pieces (a mean under {MinKiB} KiB over {Reads} READs), which FOPEN_DIRECT_IO would make a round trip each")]
+    private static partial void LogColdDirectIoOff(ILogger logger, string path, int reads, int minKiB);
 
     [LoggerMessage(EventId = 3013, Level = LogLevel.Debug, Message = "Zero-message opendirs {State} ({Reason})")]
     private static partial void LogOpenDirMode(ILogger logger, string state, string reason);

@@ -137,7 +137,7 @@ public sealed partial class DatasetHost : IAsyncDisposable
             {
                 CacheStats stats = cache.GetStats();
                 return (stats.QuotaBytes, Math.Max(0, stats.QuotaBytes - stats.UsedBytes));
-            }, passthrough: Passthrough);
+            }, passthrough: Passthrough, coldDirectIo: ColdDirectIo);
 
             var fuseOptions = new FuseOptions
             {
@@ -237,6 +237,13 @@ public sealed partial class DatasetHost : IAsyncDisposable
     /// CAP_SYS_ADMIN allow.
     /// </summary>
     internal PassthroughMode Passthrough { get; set; } = PassthroughModes.Parse(Environment.GetEnvironmentVariable("CSICACHE_PASSTHROUGH"));
+
+    /// <summary>
+    /// FOPEN_DIRECT_IO for opens of files the cache holds nothing of, where OPEN is kept (see
+    /// <see cref="DatasetFileSystem"/>), for mounts made after it is set: on unless
+    /// CSICACHE_COLD_DIRECT_IO is "0". A mount turns it off by itself once it sees small reads.
+    /// </summary>
+    internal bool ColdDirectIo { get; set; } = Environment.GetEnvironmentVariable("CSICACHE_COLD_DIRECT_IO") != "0";
 
     private async Task<OriginListPage> ProbeAsync(IOrigin origin, DatasetSource source, CancellationToken ct)
     {

@@ -15,6 +15,23 @@ internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool pas
     public FileVersion Version { get; } = version;
 
     public ReadAheadWindow ReadAhead { get; } = new();
+
+    /// <summary>Opened with FOPEN_DIRECT_IO (nothing of it was cached): every read(2) is a READ of its own size.</summary>
+    public bool DirectIo { get; set; }
+
+    private long _directReads;
+    private long _directBytes;
+
+    /// <summary>
+    /// Counts a READ of a direct handle; true exactly once, at the <paramref name="verdictReads"/>-th
+    /// READ, when their mean size is under <paramref name="minMean"/> (a small-read handle).
+    /// </summary>
+    public bool CountDirectRead(int size, int verdictReads, int minMean)
+    {
+        long bytes = Interlocked.Add(ref _directBytes, size);
+        long reads = Interlocked.Increment(ref _directReads);
+        return reads == verdictReads && bytes < (long)minMean * verdictReads;
+    }
 }
 
 /// <summary>

@@ -11,8 +11,9 @@ public sealed class FuseConnection
 {
     private readonly IBackingDevice? _device;
 
-    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device, bool noOpenSupported = false, bool noOpendirSupported = false)
+    internal FuseConnection(uint protocolMinor, int maxRead, bool passthroughEnabled, IBackingDevice? device, bool noOpenSupported = false, bool noOpendirSupported = false, bool directIoMmapAllowed = false)
     {
+        DirectIoMmapAllowed = directIoMmapAllowed;
         ProtocolMinor = protocolMinor;
         MaxRead = maxRead;
         PassthroughEnabled = passthroughEnabled && device is not null;
@@ -32,6 +33,13 @@ public sealed class FuseConnection
     /// with. When false, <see cref="TryOpenBackingFile"/> always fails and opens must be served by READ.
     /// </summary>
     public bool PassthroughEnabled { get; }
+
+    /// <summary>
+    /// True when the kernel granted FUSE_DIRECT_IO_ALLOW_MMAP (6.6): a file opened with
+    /// <see cref="FuseOpenOptions.DirectIo"/> can still be mmap'd shared. Without it such an mmap
+    /// fails with ENODEV, so a filesystem should hand out DirectIo opens only when this is true.
+    /// </summary>
+    public bool DirectIoMmapAllowed { get; }
 
     /// <summary>
     /// True when the kernel offered FUSE_NO_OPEN_SUPPORT (7.23) in INIT: it then treats ENOSYS from

@@ -277,6 +277,7 @@ public sealed class FuseDispatcher : IDisposable
             FuseInitFlags.ReaddirplusAuto |   // ...but plain READDIR when nobody stats the entries
             FuseInitFlags.CacheSymlinks |     // immutable targets: keep them in the page cache
             FuseInitFlags.MaxPages |          // max_pages below, for 1 MiB reads
+            FuseInitFlags.DirectIoAllowMmap | // mmap of a file opened with FOPEN_DIRECT_IO (6.6)
             FuseInitFlags.InitExt;            // flags2 (passthrough lives there)
         if (options.EnablePassthrough && self.BackingDevice is not null)
         {
@@ -305,7 +306,8 @@ public sealed class FuseDispatcher : IDisposable
         initOut.MaxStackDepth = passthrough ? 1u : 0u;
 
         int maxRead = (granted & FuseInitFlags.MaxPages) != 0 ? options.MaxRead : Math.Min(options.MaxRead, 32 * FuseKernel.PageSize);
-        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice, noOpen, noOpendir);
+        bool directIoMmap = (granted & FuseInitFlags.DirectIoAllowMmap) != 0;
+        var connection = new FuseConnection(minor, maxRead, passthrough, self.BackingDevice, noOpen, noOpendir, directIoMmap);
         try
         {
             self._fs.Init(connection);

@@ -40,13 +40,15 @@ internal sealed class TestMount : IAsyncDisposable
     /// <summary>
     /// Mounts <paramref name="source"/> on a new host. Passthrough is Off unless a test names a
     /// setting, whatever CSICACHE_PASSTHROUGH says: such tests expect zero-message opens from INIT on.
+    /// Cold direct opens follow the host's default (CSICACHE_COLD_DIRECT_IO) unless a test names one.
     /// </summary>
     public static async Task<TestMount> StartAsync(
         string source,
         Dictionary<string, string>? parameters = null,
         Func<TempDirectory, DatasetHostOptions>? hostOptions = null,
         Dictionary<string, string>? secrets = null,
-        PassthroughMode passthrough = PassthroughMode.Off)
+        PassthroughMode passthrough = PassthroughMode.Off,
+        bool? coldDirectIo = null)
     {
         Privileges.RequireRootAndFuse();
         var temp = new TempDirectory("mnt");
@@ -54,6 +56,10 @@ internal sealed class TestMount : IAsyncDisposable
         try
         {
             host = new DatasetHost(hostOptions?.Invoke(temp) ?? HostOptions(temp)) { Passthrough = passthrough };
+            if (coldDirectIo is bool direct)
+            {
+                host.ColdDirectIo = direct;
+            }
             DatasetMount mount = await host.MountAsync(
                 new DatasetMountOptions(source, parameters ?? [], secrets ?? [], Path.Combine(temp.Path, "mnt")),
                 TestContext.Current.CancellationToken);
