@@ -40,6 +40,15 @@ public sealed class ChunkCache : IDisposable
     private readonly IdleHandles _idle;
     private readonly SyncCheckpoint? _sync;
 
+    // Chunks just fetched and written around the page cache, kept in their fetch buffers for the
+    // readers that come right after (a sequential reader's next READs): served from memory until
+    // read to the end, or until newer ones push them out of the FIFO (then the page cache is
+    // primed for them instead). Bounded by a count of chunks, inside the BufferBudget.
+    private readonly ConcurrentDictionary<ChunkKey, MemoryChunk> _recent = new();
+    private readonly ConcurrentQueue<MemoryChunk> _recentOrder = new();
+    private readonly int _recentCapacity;
+    private int _recentQueued;
+
     private long _accessClock;
     private long _usedBytes;
     private long _reservedBytes; // chunks past their quota check and not yet indexed
@@ -75,6 +84,7 @@ public sealed class ChunkCache : IDisposable
         _highBytes = (long)(options.QuotaBytes * options.HighWatermark);
         _lowBytes = (long)(options.QuotaBytes * options.LowWatermark);
         _accessResolutionTicks = options.AccessTimeResolution.Ticks;
+        _recentCapacity = options.RecentChunks >= 0 ? options.RecentChunks : (int)Math.Clamp(Budget.LimitBytes / options.ChunkSize / 8, 0, 32);
         _idle = new IdleHandles(IdleHandleBound(options.MaxIdleOpenFiles, CacheNative.OpenFileLimit()));
         _stripes = new Lock[StripeCount];
         for (int i = 0; i < _stripes.Length; i++)
@@ -270,7 +280,9 @@ public sealed class ChunkCache : IDisposable
             if (offsetInChunk < entry.Length)
             {
                 int wanted = (int)Math.Min(destination.Length, entry.Length - offsetInChunk);
-                bytesRead = ChunkLease.ReadFile(entry.Handle!, entry.FileOffset + offsetInChunk, destination[..wanted]);
+                bytesRead = TryReadRecent(key, offsetInChunk, destination[..wanted])
+                    ? wanted
+                    : ChunkLease.ReadFile(entry.Handle!, entry.FileOffset + offsetInChunk, destination[..wanted]);
             }
             return true;
         }
@@ -287,6 +299,10 @@ public sealed class ChunkCache : IDisposable
     /// </summary>
     public bool Prime(ChunkKey key)
     {
+        if (_recent.ContainsKey(key))
+        {
+            return true; // in memory already
+        }
         if (_disposed.IsCancellationRequested || !TryPin(key, expectedLength: -1, out ChunkEntry? entry))
         {
             return false;
@@ -438,6 +454,13 @@ public sealed class ChunkCache : IDisposable
     {
         _sync?.Close(clean);
         _sync?.Dispose();
+        while (_recentOrder.TryDequeue(out MemoryChunk? recent))
+        {
+            if (_recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(recent.Key, recent)))
+            {
+                recent.Release();
+            }
+        }
         _idle.Clear();
         _store.Dispose();
         _lockFile.Dispose();
@@ -466,7 +489,10 @@ public sealed class ChunkCache : IDisposable
     {
         if (TryPin(key, expectedLength, out ChunkEntry? entry))
         {
-            lease = new ChunkLease(entry, _store);
+            // Still in its fetch buffer: the lease reads memory, and holds the entry's pin too.
+            lease = TryTakeRecent(key, out MemoryChunk? recent) && recent.Length == entry.Length
+                ? new ChunkLease(new FreshChunk(entry, recent), _store)
+                : new ChunkLease(entry, _store);
             return true;
         }
         lease = null;
@@ -614,11 +640,17 @@ public sealed class ChunkCache : IDisposable
             if (direct)
             {
                 // Written around the page cache: this flight's readers read the buffer (it returns
-                // to the budget with their last lease). The kernel reads the file back into the
-                // page cache meanwhile (a DMA, not a copy on our cores) for the readers that come
-                // right after: the rest of a 1 MiB random read, the next READs of a sequential one.
-                _ = CacheNative.WillNeed(stored.Handle!, stored.FileOffset, stored.Length);
-                return new FreshChunk(stored, new MemoryChunk(key, buffer));
+                // to the budget with their last lease). The readers that come right after (the
+                // rest of a 1 MiB random read, the next READs of a sequential one) read it from
+                // the buffer too while it is among the recent ones; when it is not, or once it
+                // leaves them unread, the kernel reads the file back into the page cache (a DMA,
+                // not a copy on our cores).
+                var memory = new MemoryChunk(key, buffer);
+                if (!Retain(memory))
+                {
+                    _ = CacheNative.WillNeed(stored.Handle!, stored.FileOffset, stored.Length);
+                }
+                return new FreshChunk(stored, memory);
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -635,6 +667,94 @@ public sealed class ChunkCache : IDisposable
         }
         buffer.Dispose();
         return stored;
+    }
+
+    /// <summary>
+    /// Copies from a recently fetched chunk's buffer, for a reader that holds the chunk's entry pinned
+    /// (so the index still vouches for it); false when it is not in memory. A chunk read to its
+    /// end leaves memory: a sequential reader has passed it.
+    /// </summary>
+    private bool TryReadRecent(ChunkKey key, long offsetInChunk, Span<byte> destination)
+    {
+        if (!TryTakeRecent(key, out MemoryChunk? recent))
+        {
+            return false;
+        }
+        try
+        {
+            if (offsetInChunk + destination.Length > recent.Length)
+            {
+                return false; // another length than the entry's: leave it to the file
+            }
+            recent.Data.Span.Slice((int)offsetInChunk, destination.Length).CopyTo(destination);
+            if (recent.Consume(destination.Length) >= recent.Length && _recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(key, recent)))
+            {
+                recent.Release();
+            }
+            return true;
+        }
+        finally
+        {
+            recent.Release();
+        }
+    }
+
+    /// <summary>A reference on a recently fetched chunk still in memory; false when there is none.</summary>
+    private bool TryTakeRecent(ChunkKey key, [NotNullWhen(true)] out MemoryChunk? chunk)
+    {
+        if (_recentCapacity > 0 && _recent.TryGetValue(key, out chunk) && chunk.TryAddRef())
+        {
+            return true;
+        }
+        chunk = null;
+        return false;
+    }
+
+    /// <summary>
+    /// Keeps a freshly written chunk's buffer for the readers right behind its flight (one more
+    /// reference), pushing the oldest recent chunk out when the FIFO is full. False when retention
+    /// is off (a budget too small to spare the room).
+    /// </summary>
+    private bool Retain(MemoryChunk chunk)
+    {
+        if (_recentCapacity == 0 || !chunk.TryAddRef())
+        {
+            return false;
+        }
+        if (_recent.TryGetValue(chunk.Key, out MemoryChunk? older) && _recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(chunk.Key, older)))
+        {
+            older.Release();
+        }
+        _recent[chunk.Key] = chunk;
+        _recentOrder.Enqueue(chunk);
+        if (Interlocked.Increment(ref _recentQueued) > _recentCapacity && _recentOrder.TryDequeue(out MemoryChunk? oldest))
+        {
+            Interlocked.Decrement(ref _recentQueued);
+            if (_recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(oldest.Key, oldest)))
+            {
+                // Pushed out before it was read to the end (a random reader's chunk): prime the
+                // page cache for its later readers, as a chunk not retained is primed at once.
+                // Not an access, and no pin (an eviction pass must not find it pinned): a file
+                // descriptor of its own, for the advice only.
+                PrimeUnpinned(oldest.Key, oldest.Length);
+                oldest.Release();
+            }
+        }
+        return true;
+    }
+
+    /// <summary>Starts reading a chunk's range of its object file into the page cache, through a descriptor of its own; best effort.</summary>
+    private void PrimeUnpinned(ChunkKey key, int length)
+    {
+        try
+        {
+            using SafeFileHandle file = ChunkStore.OpenRead(_store.GetPath(key.Object));
+            _ = CacheNative.WillNeed(file, _store.OffsetOf(key.Index), length);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // Evicted meanwhile, or unreadable: a later reader reads it from disk, or fetches it again.
+        }
     }
 
     /// <summary>Writes a chunk into its object's file and indexes it, pinned once for the flight.</summary>
@@ -855,6 +975,10 @@ public sealed class ChunkCache : IDisposable
             return false;
         }
         Interlocked.Add(ref _usedBytes, -entry.Length);
+        if (_recent.TryRemove(entry.Key, out MemoryChunk? recent))
+        {
+            recent.Release(); // out of the index, out of memory: its FIFO slot frees itself
+        }
         if (_objects.TryGetValue(entry.Key.Object, out ObjectState? state) && --state.Chunks <= 0)
         {
             _objects.TryRemove(entry.Key.Object, out _);

@@ -46,6 +46,15 @@ public sealed record ChunkCacheOptions
     /// </summary>
     public int DirectWriteMinBytes { get; init; } = 1 << 20;
 
+    /// <summary>
+    /// Chunks just written with O_DIRECT whose fetch buffers are kept for the readers right behind
+    /// them (a sequential reader's next READs), instead of reading the file back into the page
+    /// cache: a FIFO of this many, each leaving it once read to its end (or, pushed out unread,
+    /// primed into the page cache then). Counted in the <see cref="BufferBudget"/>. -1 (the
+    /// default): an eighth of the budget's chunks, at most 32; 0: none.
+    /// </summary>
+    public int RecentChunks { get; init; } = -1;
+
     /// <summary>How often written chunks are made durable (with <see cref="FlushToDisk"/>): at most this much fetching is lost to a crash.</summary>
     public TimeSpan SyncInterval { get; init; } = TimeSpan.FromSeconds(2);
 
@@ -79,6 +88,7 @@ public sealed record ChunkCacheOptions
         }
         ArgumentOutOfRangeException.ThrowIfNegative(MaxIdleOpenFiles);
         ArgumentOutOfRangeException.ThrowIfNegative(DirectWriteMinBytes);
+        ArgumentOutOfRangeException.ThrowIfLessThan(RecentChunks, -1);
         if (SyncInterval <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(SyncInterval), SyncInterval, "Must be positive.");

@@ -260,6 +260,27 @@ internal sealed class MemoryChunk(ChunkKey key, BudgetLease buffer) : ChunkSourc
 
     public ReadOnlyMemory<byte> Data => buffer.Memory;
 
+    private long _consumed;
+
+    /// <summary>Counts bytes read from it; returns the total so far.</summary>
+    public long Consume(int bytes) => Interlocked.Add(ref _consumed, bytes);
+
+    /// <summary>Takes one more reference; false once the last one is gone (the buffer is back in the budget).</summary>
+    public bool TryAddRef()
+    {
+        int refs = Volatile.Read(ref _refs);
+        while (refs > 0)
+        {
+            int seen = Interlocked.CompareExchange(ref _refs, refs + 1, refs);
+            if (seen == refs)
+            {
+                return true;
+            }
+            refs = seen;
+        }
+        return false;
+    }
+
     public override void HandOff(int receivers)
     {
         if (Interlocked.Add(ref _refs, receivers - 1) == 0)

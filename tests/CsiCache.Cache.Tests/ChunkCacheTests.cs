@@ -309,6 +309,56 @@ public sealed class ChunkCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task DirectWrite_FreshChunksStayInMemoryForTheNextReaders_UntilReadToTheirEnd_OrPushedOut()
+    {
+        using var dir = new TempDirectory("/var/tmp");
+        var options = Options(chunkSize: MiB, memory: 64 * MiB) with { RootDirectory = dir.Path, DirectWriteMinBytes = MiB };
+        using var cache = new ChunkCache(options);
+        const int Recent = 8; // the 64 MiB budget / 1 MiB chunks / 8
+        var obj = new TestObject("recent", (Recent + 4) * (long)MiB);
+        string file;
+        using (ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(0), MiB, obj.FetchChunk(0, MiB), Ct))
+        {
+            file = lease.FilePath!;
+        }
+        Assert.Equal(MiB, cache.Budget.InUseBytes); // kept after its flight's last lease
+
+        // Overwritten behind the cache's back: reads that still see the chunk come from memory.
+        using (SafeFileHandle raw = File.OpenHandle(file, FileMode.Open, FileAccess.Write))
+        {
+            RandomAccess.Write(raw, new byte[MiB], 0);
+        }
+        var half = new byte[MiB / 2];
+        Assert.True(cache.TryRead(obj.Chunk(0), 0, half, out int n));
+        Assert.Equal(obj.Expected(0, MiB / 2), half);
+        Assert.Equal(MiB, cache.Budget.InUseBytes);
+        Assert.True(cache.TryRead(obj.Chunk(0), MiB / 2, half, out n));
+        Assert.Equal(obj.Expected(MiB / 2, MiB / 2), half);
+
+        // Read to its end: the buffer went back, and the next read is the (overwritten) file's.
+        Assert.Equal(0, cache.Budget.InUseBytes);
+        Assert.True(cache.TryRead(obj.Chunk(0), 0, half, out n));
+        Assert.Equal(new byte[MiB / 2], half);
+
+        // More fresh chunks than the FIFO holds, none read: only the newest stay in memory.
+        for (long i = 1; i <= Recent + 3; i++)
+        {
+            using ChunkLease lease = await cache.GetOrFetchAsync(obj.Chunk(i), MiB, obj.FetchChunk(i, MiB), Ct);
+        }
+        Assert.Equal(Recent * (long)MiB, cache.Budget.InUseBytes);
+        var whole = new byte[MiB];
+        for (long i = 1; i <= Recent + 3; i++)
+        {
+            // The oldest three from their file, the rest from memory: the same bytes either way.
+            Assert.True(cache.TryRead(obj.Chunk(i), 0, whole, out n));
+            Assert.Equal(MiB, n);
+            Assert.Equal(obj.Expected(i * MiB, MiB), whole);
+        }
+        Assert.Equal(0, cache.Budget.InUseBytes); // each one in memory was read to its end
+        Assert.Equal(Recent + 4, cache.GetStats().DirectWrites);
+    }
+
+    [Fact]
     public async Task Crash_ChunksWrittenAfterTheLastSync_AreDiscardedAtRestart_SyncedOnesKept()
     {
         // An hour between automatic syncs: only the explicit Sync() below makes anything durable.
@@ -492,7 +542,8 @@ public sealed class ChunkCacheTests : IDisposable
     public async Task Budget_64ConcurrentFetchesOf1MiB_NeverMoreThanLimitInFlightAndAllComplete()
     {
         const long limit = 8 * MiB;
-        using var cache = new ChunkCache(Options(memory: limit));
+        // No fresh chunks kept in memory: this is about fetch buffers in flight, all returned at the end.
+        using var cache = new ChunkCache(Options(memory: limit) with { RecentChunks = 0 });
         long inFlight = 0;
         long maxInFlight = 0;
         var objects = Enumerable.Range(0, 64).Select(i => new TestObject($"f{i}", MiB, seed: i)).ToArray();
