@@ -140,14 +140,31 @@ public static class LoopDevices
 
         foreach (var dir in Directory.EnumerateDirectories("/sys/block", "loop*"))
         {
-            var backing = Path.Combine(dir, "loop", "backing_file");
-            if (File.Exists(backing) && File.ReadAllText(backing).Trim() == full)
+            if (ReadBackingFile(Path.Combine(dir, "loop", "backing_file")) == full)
             {
                 return "/dev/" + Path.GetFileName(dir);
             }
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// A loop device's backing file, or null when it has none. A device being detached at this
+    /// moment (by anyone on the node) loses its attribute between listing and reading: reading it
+    /// then fails with ENODEV or ENOENT. That device is not the one we look for, so it is skipped,
+    /// not an error (CI caught DeleteVolume failing on it while another volume was torn down).
+    /// </summary>
+    internal static string? ReadBackingFile(string attribute)
+    {
+        try
+        {
+            return File.ReadAllText(attribute).Trim();
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
     }
 
     public static Task DetachAsync(string device, CancellationToken ct) => Mounter.RunAsync("losetup", ["-d", device], ct);
