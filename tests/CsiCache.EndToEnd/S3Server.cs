@@ -43,6 +43,29 @@ public sealed class S3Server : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// <see cref="RequestsFor"/> once it has stopped moving for <paramref name="quiet"/> (at most
+    /// 15 s): s3rver's request lines reach us through a pipe and an event thread, so under load a
+    /// request can be counted a while after it was answered. Counting a window of requests needs
+    /// both ends settled, or the last requests before it are counted inside it.
+    /// </summary>
+    public async Task<int> SettledRequestsForAsync(string bucket, TimeSpan quiet, CancellationToken ct)
+    {
+        int count = RequestsFor(bucket);
+        DateTime stableSince = DateTime.UtcNow;
+        DateTime deadline = DateTime.UtcNow.AddSeconds(15);
+        while (DateTime.UtcNow - stableSince < quiet && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50, ct);
+            int now = RequestsFor(bucket);
+            if (now != count)
+            {
+                (count, stableSince) = (now, DateTime.UtcNow);
+            }
+        }
+        return count;
+    }
+
     public static async Task<S3Server> StartAsync()
     {
         var modules = Path.Combine(RepositoryRoot(), "tests", "s3rver", "node_modules");
