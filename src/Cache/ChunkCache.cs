@@ -280,7 +280,7 @@ public sealed class ChunkCache : IDisposable
             if (offsetInChunk < entry.Length)
             {
                 int wanted = (int)Math.Min(destination.Length, entry.Length - offsetInChunk);
-                bytesRead = TryReadRecent(key, offsetInChunk, destination[..wanted])
+                bytesRead = TryReadRecent(key, entry.Length, offsetInChunk, destination[..wanted])
                     ? wanted
                     : ChunkLease.ReadFile(entry.Handle!, entry.FileOffset + offsetInChunk, destination[..wanted]);
             }
@@ -456,10 +456,7 @@ public sealed class ChunkCache : IDisposable
         _sync?.Dispose();
         while (_recentOrder.TryDequeue(out MemoryChunk? recent))
         {
-            if (_recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(recent.Key, recent)))
-            {
-                recent.Release();
-            }
+            DropRecent(recent);
         }
         _idle.Clear();
         _store.Dispose();
@@ -490,7 +487,7 @@ public sealed class ChunkCache : IDisposable
         if (TryPin(key, expectedLength, out ChunkEntry? entry))
         {
             // Still in its fetch buffer: the lease reads memory, and holds the entry's pin too.
-            lease = TryTakeRecent(key, out MemoryChunk? recent) && recent.Length == entry.Length
+            lease = TryTakeRecent(key, entry.Length, out MemoryChunk? recent)
                 ? new ChunkLease(new FreshChunk(entry, recent), _store)
                 : new ChunkLease(entry, _store);
             return true;
@@ -674,22 +671,18 @@ public sealed class ChunkCache : IDisposable
     /// (so the index still vouches for it); false when it is not in memory. A chunk read to its
     /// end leaves memory: a sequential reader has passed it.
     /// </summary>
-    private bool TryReadRecent(ChunkKey key, long offsetInChunk, Span<byte> destination)
+    private bool TryReadRecent(ChunkKey key, int length, long offsetInChunk, Span<byte> destination)
     {
-        if (!TryTakeRecent(key, out MemoryChunk? recent))
+        if (!TryTakeRecent(key, length, out MemoryChunk? recent))
         {
             return false;
         }
         try
         {
-            if (offsetInChunk + destination.Length > recent.Length)
-            {
-                return false; // another length than the entry's: leave it to the file
-            }
             recent.Data.Span.Slice((int)offsetInChunk, destination.Length).CopyTo(destination);
-            if (recent.Consume(destination.Length) >= recent.Length && _recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(key, recent)))
+            if (recent.Consume(destination.Length) >= recent.Length)
             {
-                recent.Release();
+                DropRecent(recent);
             }
             return true;
         }
@@ -699,15 +692,29 @@ public sealed class ChunkCache : IDisposable
         }
     }
 
-    /// <summary>A reference on a recently fetched chunk still in memory; false when there is none.</summary>
-    private bool TryTakeRecent(ChunkKey key, [NotNullWhen(true)] out MemoryChunk? chunk)
+    /// <summary>
+    /// A reference on a recently fetched chunk still in memory, of the entry's length; false when
+    /// there is none (a buffer of another length is never referenced, so never leaked).
+    /// </summary>
+    private bool TryTakeRecent(ChunkKey key, int length, [NotNullWhen(true)] out MemoryChunk? chunk)
     {
-        if (_recentCapacity > 0 && _recent.TryGetValue(key, out chunk) && chunk.TryAddRef())
+        if (_recentCapacity > 0 && _recent.TryGetValue(key, out chunk) && chunk.Length == length && chunk.TryAddRef())
         {
             return true;
         }
         chunk = null;
         return false;
+    }
+
+    /// <summary>Takes this chunk (not a newer one of its key) out of the recent ones and drops the reference they held; false when it had left already.</summary>
+    private bool DropRecent(MemoryChunk chunk)
+    {
+        if (!_recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(chunk.Key, chunk)))
+        {
+            return false;
+        }
+        chunk.Release();
+        return true;
     }
 
     /// <summary>
@@ -721,7 +728,7 @@ public sealed class ChunkCache : IDisposable
         {
             return false;
         }
-        if (_recent.TryGetValue(chunk.Key, out MemoryChunk? older) && _recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(chunk.Key, older)))
+        if (_recent.TryRemove(chunk.Key, out MemoryChunk? older))
         {
             older.Release();
         }
@@ -730,14 +737,13 @@ public sealed class ChunkCache : IDisposable
         if (Interlocked.Increment(ref _recentQueued) > _recentCapacity && _recentOrder.TryDequeue(out MemoryChunk? oldest))
         {
             Interlocked.Decrement(ref _recentQueued);
-            if (_recent.TryRemove(new KeyValuePair<ChunkKey, MemoryChunk>(oldest.Key, oldest)))
+            if (DropRecent(oldest))
             {
                 // Pushed out before it was read to the end (a random reader's chunk): prime the
                 // page cache for its later readers, as a chunk not retained is primed at once.
                 // Not an access, and no pin (an eviction pass must not find it pinned): a file
                 // descriptor of its own, for the advice only.
                 PrimeUnpinned(oldest.Key, oldest.Length);
-                oldest.Release();
             }
         }
         return true;
