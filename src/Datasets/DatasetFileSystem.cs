@@ -330,7 +330,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             lock (opens.Gate)
             {
                 int backingId = TryPassthrough(opens, version);
-                var open = new OpenFile(node, version, passthrough: backingId != 0);
+                // Not passthrough, and nothing of it cached: around the page cache (see the remarks).
+                bool direct = backingId == 0 && Volatile.Read(ref _coldDirectIo) != 0 && !_reader.Cache.ContainsAnyOf(version.Key);
+                var open = new OpenFile(node, version, passthrough: backingId != 0, directIo: direct);
                 if (open.Passthrough)
                 {
                     opens.PassthroughOpens++;
@@ -342,12 +344,10 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
                 else
                 {
                     opens.CachedOpens++;
-                    if (Volatile.Read(ref _coldDirectIo) != 0 && !_reader.Cache.ContainsAnyOf(version.Key))
+                    if (open.DirectIo)
                     {
-                        // Nothing of it cached: around the page cache (see the remarks). KEEP_CACHE stays,
-                        // so this open does not throw away pages another open may have.
+                        // KEEP_CACHE stays, so this open does not throw away pages another open may have.
                         options |= FuseOpenOptions.DirectIo;
-                        open.DirectIo = true;
                         Interlocked.Increment(ref _directOpens);
                     }
                 }

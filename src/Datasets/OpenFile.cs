@@ -5,7 +5,7 @@ namespace CsiCache.Datasets;
 /// Under zero-message opens there are no handles, and one instance per file
 /// (<see cref="DatasetEntry.SharedRead"/>) serves every READ of it, from any thread.
 /// </summary>
-internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool passthrough = false)
+internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool passthrough = false, bool directIo = false)
 {
     /// <summary>Reads of this handle never reach us: the kernel serves them from the cached chunk file.</summary>
     public bool Passthrough { get; } = passthrough;
@@ -17,7 +17,7 @@ internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool pas
     public ReadAheadWindow ReadAhead { get; } = new();
 
     /// <summary>Opened with FOPEN_DIRECT_IO (nothing of it was cached): every read(2) is a READ of its own size.</summary>
-    public bool DirectIo { get; set; }
+    public bool DirectIo { get; } = directIo;
 
     private long _directReads;
     private long _directBytes;
