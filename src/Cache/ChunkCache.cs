@@ -39,6 +39,7 @@ public sealed class ChunkCache : IDisposable
     private readonly long _accessResolutionTicks;
     private readonly IdleHandles _idle;
     private readonly SyncCheckpoint? _sync;
+    private readonly ChunkBlocks _blocks;
 
     // Chunks just fetched and written around the page cache, kept in their fetch buffers for the
     // readers that come right after (a sequential reader's next READs): served from memory until
@@ -92,6 +93,7 @@ public sealed class ChunkCache : IDisposable
             _stripes[i] = new Lock();
         }
         _flights = new SingleFlight<ChunkKey, ChunkSource>(static (source, receivers) => source.HandOff(receivers));
+        _blocks = ChunkBlocks.For(options.ChunkSize);
 
         _store = new ChunkStore(options.RootDirectory, options.ChunkSize);
         _lockFile = _store.Lock();
@@ -130,10 +132,10 @@ public sealed class ChunkCache : IDisposable
             _index = new ConcurrentDictionary<ChunkKey, ChunkEntry>(Environment.ProcessorCount, Math.Max(scanned.Count, 31));
             foreach (ScannedChunk chunk in scanned)
             {
-                var entry = new ChunkEntry(chunk.Key, chunk.Length, _store.OffsetOf(chunk.Key.Index), chunk.ModifiedUtcTicks, _idle) { LastAccess = ++_accessClock };
+                var entry = new ChunkEntry(chunk.Key, chunk.Length, _store.OffsetOf(chunk.Key.Index), chunk.ModifiedUtcTicks, _idle, _blocks, chunk.Present) { LastAccess = ++_accessClock };
                 _index[chunk.Key] = entry;
                 StateOf(chunk.Key.Object).Chunks++;
-                _usedBytes += chunk.Length;
+                _usedBytes += entry.PresentBytes;
             }
             LoadedAtStart = scanned.Count;
         }
@@ -247,6 +249,139 @@ public sealed class ChunkCache : IDisposable
         return FetchAsync(key, length, state, fetch, ct);
     }
 
+    /// <summary>
+    /// Reads [<paramref name="offsetInChunk"/>, +<c>destination.Length</c>) of a chunk; where the
+    /// cache lacks some of it, fetches only the blocks that hold that range (not the whole chunk),
+    /// serves the caller from the fetch buffer and stores them right after, in the background: a
+    /// chunk stored in part. For random
+    /// readers, who would otherwise fetch and write a whole chunk for every read, most of it
+    /// never read. No single flight: two readers of one range at once both fetch it (the second
+    /// store finds it there and writes nothing).
+    /// </summary>
+    /// <param name="key">The chunk.</param>
+    /// <param name="length">The chunk's length (<see cref="GetChunkLength"/>).</param>
+    /// <param name="offsetInChunk">Where the read starts in the chunk.</param>
+    /// <param name="destination">Where the bytes go; the range must lie inside the chunk.</param>
+    /// <param name="state">Passed to <paramref name="fetch"/>.</param>
+    /// <param name="fetch">Fills the whole buffer with the chunk's bytes from the offset in the chunk it is given, or throws.</param>
+    /// <param name="ct">Cancels the read and its fetch.</param>
+    /// <returns>Bytes read: <c>destination.Length</c>.</returns>
+    public async ValueTask<int> ReadRangeAsync<TState>(
+        ChunkKey key,
+        int length,
+        long offsetInChunk,
+        Memory<byte> destination,
+        TState state,
+        Func<TState, long, Memory<byte>, CancellationToken, ValueTask> fetch,
+        CancellationToken ct)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        ArgumentNullException.ThrowIfNull(fetch);
+        ValidateKey(key);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, ChunkSize);
+        ArgumentOutOfRangeException.ThrowIfNegative(offsetInChunk);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(offsetInChunk + destination.Length, length, nameof(destination));
+
+        if (TryReadStored(key, length, offsetInChunk, destination.Span))
+        {
+            return destination.Length;
+        }
+        if (key.Index == 0 || _flights.IsRunning(key))
+        {
+            // Chunk 0 is only ever stored whole: the scan at start takes an object file no longer
+            // than one chunk for chunk 0 whole (no extent walk), so it must never hold holes. And
+            // a chunk already on its way whole (a sequential reader's flight) is waited for, not
+            // fetched in part a second time.
+            using ChunkLease lease = await GetOrFetchAsync(key, length, (State: state, Fetch: fetch), static (s, buffer, token) => s.Fetch(s.State, 0, buffer, token), ct).ConfigureAwait(false);
+            return lease.Read(offsetInChunk, destination.Span);
+        }
+        Interlocked.Increment(ref _misses);
+        int block = _blocks.Size;
+        long from = offsetInChunk / block * block;
+        int count = (int)(Math.Min(length, (offsetInChunk + destination.Length + block - 1) / block * block) - from);
+
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _disposed.Token);
+        Interlocked.Increment(ref _fetches);
+        Interlocked.Increment(ref _inFlight);
+        BudgetLease buffer;
+        try
+        {
+            buffer = await Budget.AcquireAsync(count, linked.Token).ConfigureAwait(false);
+            try
+            {
+                await fetch(state, from, buffer.Memory[..count], linked.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                buffer.Dispose();
+                throw;
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Interlocked.Increment(ref _fetchFailures);
+            throw;
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+        Interlocked.Add(ref _fetchBytes, count);
+        buffer.Memory.Span.Slice((int)(offsetInChunk - from), destination.Length).CopyTo(destination.Span);
+        // The reader has its bytes: it goes now, and the range is stored behind it (the write
+        // was half of a random read's time). The buffer stays out of the budget until then.
+        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cache.StoreRange(s.Key, s.From, s.Length, s.Buffer), (Cache: this, Key: key, From: from, Length: length, Buffer: buffer), preferLocal: false);
+        return destination.Length;
+    }
+
+    /// <summary>Stores a fetched range (<see cref="ReadRangeAsync{TState}"/>), then returns its buffer to the budget.</summary>
+    private void StoreRange(ChunkKey key, long from, int length, BudgetLease buffer)
+    {
+        using (buffer)
+        {
+            try
+            {
+                Store(key, from, length, buffer.Memory.Span, out _)?.Release();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Disk full or failing: the reader had its bytes; the range stays uncached.
+                Interlocked.Increment(ref _writeFailures);
+            }
+            catch (ObjectDisposedException)
+            {
+                // Shut down meanwhile: the root is no longer ours.
+            }
+        }
+    }
+
+    /// <summary>Reads a range from a stored chunk of this length whose blocks hold it; false otherwise (nothing read).</summary>
+    private bool TryReadStored(ChunkKey key, int length, long offsetInChunk, Span<byte> destination)
+    {
+        if (!TryPin(key, length, offsetInChunk, destination.Length, out ChunkEntry? entry))
+        {
+            return false;
+        }
+        try
+        {
+            Interlocked.Increment(ref _hits);
+            if (!TryReadRecent(key, entry.Length, offsetInChunk, destination))
+            {
+                ChunkLease.ReadFile(entry.Handle!, entry.FileOffset + offsetInChunk, destination);
+            }
+            return true;
+        }
+        catch (IOException)
+        {
+            return false; // the file damaged behind the cache's back: fetch the range again
+        }
+        finally
+        {
+            entry.Release();
+        }
+    }
+
     /// <summary>A lease on a stored chunk, without fetching; false on a miss.</summary>
     public bool TryGetCached(ChunkKey key, [NotNullWhen(true)] out ChunkLease? lease)
     {
@@ -269,9 +404,10 @@ public sealed class ChunkCache : IDisposable
         ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
         ArgumentOutOfRangeException.ThrowIfNegative(offsetInChunk);
         bytesRead = 0;
-        if (!TryPin(key, expectedLength: -1, out ChunkEntry? entry))
+        if (!TryPin(key, expectedLength: -1, offsetInChunk, destination.Length, out ChunkEntry? entry))
         {
-            // Not a miss in the stats: the caller follows up with GetOrFetchAsync, which counts it.
+            // Not a miss in the stats (nor a chunk that lacks the blocks asked for): the caller
+            // follows up with GetOrFetchAsync or ReadRangeAsync, which counts it.
             return false;
         }
         try
@@ -322,7 +458,11 @@ public sealed class ChunkCache : IDisposable
     public bool ContainsAnyOf(ObjectKey obj) => _objects.ContainsKey(obj);
 
     /// <summary>Whether the chunk is stored (a snapshot: it may be evicted right after, unless leased).</summary>
-    public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && !entry.IsRemoved;
+    public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && entry.IsFull && !entry.IsRemoved;
+
+    /// <summary>Whether the chunk's stored blocks hold [<paramref name="offsetInChunk"/>, +<paramref name="count"/>) (a snapshot, like <see cref="Contains"/>).</summary>
+    public bool ContainsRange(ChunkKey key, long offsetInChunk, int count) =>
+        _index.TryGetValue(key, out ChunkEntry? entry) && entry.Covers(offsetInChunk, count) && !entry.IsRemoved;
 
     /// <summary>
     /// Opens, read-only, the object's file when it holds every chunk of the object: then it is
@@ -341,7 +481,7 @@ public sealed class ChunkCache : IDisposable
             return false;
         }
         // A cheap look first, without the lock: most calls for a partly cached object end here.
-        if (!_index.TryGetValue(new ChunkKey(obj, count - 1), out ChunkEntry? last) || last.Length != GetChunkLength(objectSize, count - 1))
+        if (!_index.TryGetValue(new ChunkKey(obj, count - 1), out ChunkEntry? last) || last.Length != GetChunkLength(objectSize, count - 1) || !last.IsFull)
         {
             return false;
         }
@@ -351,7 +491,7 @@ public sealed class ChunkCache : IDisposable
             // the file opened below describe the same moment.
             for (long index = 0; index < count; index++)
             {
-                if (!_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry) || entry.IsRemoved || entry.Length != GetChunkLength(objectSize, index))
+                if (!_index.TryGetValue(new ChunkKey(obj, index), out ChunkEntry? entry) || entry.IsRemoved || entry.Length != GetChunkLength(objectSize, index) || !entry.IsFull)
                 {
                     return false;
                 }
@@ -496,8 +636,15 @@ public sealed class ChunkCache : IDisposable
         return false;
     }
 
-    /// <summary>Takes a reference on a stored chunk and records the access; the hit path.</summary>
-    private bool TryPin(ChunkKey key, int expectedLength, [NotNullWhen(true)] out ChunkEntry? entry)
+    /// <summary>Takes a reference on a stored whole chunk and records the access; the hit path.</summary>
+    private bool TryPin(ChunkKey key, int expectedLength, [NotNullWhen(true)] out ChunkEntry? entry) =>
+        TryPin(key, expectedLength, 0, -1, out entry);
+
+    /// <summary>
+    /// Takes a reference on a stored chunk whose blocks hold [<paramref name="from"/>, +<paramref name="count"/>)
+    /// (all of it when <paramref name="count"/> is negative) and records the access.
+    /// </summary>
+    private bool TryPin(ChunkKey key, int expectedLength, long from, int count, [NotNullWhen(true)] out ChunkEntry? entry)
     {
         if (key.Object.Hash is null || !_index.TryGetValue(key, out entry))
         {
@@ -507,6 +654,12 @@ public sealed class ChunkCache : IDisposable
         if (expectedLength >= 0 && entry.Length != expectedLength)
         {
             // Same key, other length: a stale or damaged file. Miss; the fetch replaces it.
+            entry = null;
+            return false;
+        }
+        if (count < 0 ? !entry.IsFull : !entry.Covers(from, count))
+        {
+            // Some of the blocks asked for were never fetched (a random reader's chunk).
             entry = null;
             return false;
         }
@@ -633,7 +786,7 @@ public sealed class ChunkCache : IDisposable
         ChunkEntry stored;
         try
         {
-            stored = Store(key, buffer.Memory.Span, out bool direct);
+            stored = Store(key, 0, request.Length, buffer.Memory.Span, out bool direct)!;
             if (direct)
             {
                 // Written around the page cache: this flight's readers read the buffer (it returns
@@ -737,10 +890,12 @@ public sealed class ChunkCache : IDisposable
         if (Interlocked.Increment(ref _recentQueued) > _recentCapacity && _recentOrder.TryDequeue(out MemoryChunk? oldest))
         {
             Interlocked.Decrement(ref _recentQueued);
-            if (DropRecent(oldest))
+            if (DropRecent(oldest) && !oldest.WasRead)
             {
-                // Pushed out before it was read to the end (a random reader's chunk): prime the
-                // page cache for its later readers, as a chunk not retained is primed at once.
+                // Pushed out before anyone read it (read-ahead that ran far ahead of its reader):
+                // prime the page cache for the reader on its way. A chunk read in part was a
+                // random reader's, who has what it came for: reading the rest back from disk
+                // would be a read nobody asked for (it cost 7 % of the CPU of cold random reads).
                 // Not an access, and no pin (an eviction pass must not find it pinned): a file
                 // descriptor of its own, for the advice only.
                 PrimeUnpinned(oldest.Key, oldest.Length);
@@ -763,14 +918,18 @@ public sealed class ChunkCache : IDisposable
         }
     }
 
-    /// <summary>Writes a chunk into its object's file and indexes it, pinned once for the flight.</summary>
-    private ChunkEntry Store(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
+    /// <summary>
+    /// Writes <paramref name="data"/>, the chunk's bytes from <paramref name="offsetInChunk"/> (the
+    /// whole chunk, or a range of blocks), into its object's file and indexes it, pinned once for
+    /// the caller. Null when a range adds nothing to what is stored (then nothing is written).
+    /// </summary>
+    private ChunkEntry? Store(ChunkKey key, long offsetInChunk, int chunkLength, ReadOnlySpan<byte> data, out bool direct)
     {
         // The checkpoint gate spans clock read to index (see SyncCheckpoint).
         _sync?.BeginWrite();
         try
         {
-            return StoreUnderGate(key, data, out direct);
+            return StoreUnderGate(key, offsetInChunk, chunkLength, data, out direct);
         }
         finally
         {
@@ -778,7 +937,7 @@ public sealed class ChunkCache : IDisposable
         }
     }
 
-    private ChunkEntry StoreUnderGate(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
+    private ChunkEntry? StoreUnderGate(ChunkKey key, long offsetInChunk, int chunkLength, ReadOnlySpan<byte> data, out bool direct)
     {
         // Make room first, on this thread, if this put would take the cache past the quota
         // itself; crossing only the high watermark is left to the background pass. Stores run
@@ -793,7 +952,7 @@ public sealed class ChunkCache : IDisposable
             {
                 EvictToLowWatermark();
             }
-            ChunkEntry entry = WriteAndIndex(key, data, out direct);
+            ChunkEntry? entry = WriteAndIndex(key, offsetInChunk, chunkLength, data, out direct);
             indexed = true;
             ScheduleEvictionIfNeeded();
             return entry;
@@ -813,36 +972,50 @@ public sealed class ChunkCache : IDisposable
     /// file, and a chunk written into the unlinked file and then indexed would be lost (or,
     /// worse, read back from a newer file that has a hole there).
     /// </summary>
-    private ChunkEntry WriteAndIndex(ChunkKey key, ReadOnlySpan<byte> data, out bool direct)
+    private ChunkEntry? WriteAndIndex(ChunkKey key, long offsetInChunk, int chunkLength, ReadOnlySpan<byte> data, out bool direct)
     {
         lock (StripeFor(key.Object))
         {
             // Once disposed, the root may already belong to a new instance: leave it alone.
             ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+            bool whole = offsetInChunk == 0 && data.Length == chunkLength;
+            _index.TryGetValue(key, out ChunkEntry? old);
+            // The blocks an entry of this length already vouches for stay; a stale copy (other
+            // length) vouches for none.
+            ulong kept = old is not null && old.Length == chunkLength && !old.IsRemoved ? old.Present : 0;
+            ulong present = kept | (whole ? _blocks.All(chunkLength) : _blocks.Within(offsetInChunk, data.Length, chunkLength));
+            if (!whole && present == kept)
+            {
+                // A range already stored (a concurrent fetch of it, or of the whole chunk, won).
+                Interlocked.Add(ref _reservedBytes, -data.Length);
+                direct = false;
+                return null;
+            }
             DateTimeOffset now = _time.GetUtcNow();
             bool tryDirect = _options.Medium == CacheMedium.Disk && _options.DirectWriteMinBytes > 0 && data.Length >= _options.DirectWriteMinBytes;
-            direct = _store.WriteChunk(key, data, now.UtcDateTime, tryDirect);
+            direct = _store.WriteRange(key, offsetInChunk, data, chunkLength, now.UtcDateTime, tryDirect);
             if (direct)
             {
                 Interlocked.Increment(ref _directWrites);
             }
             SafeFileHandle handle = ChunkStore.OpenRead(_store.GetPath(key.Object));
-            var entry = new ChunkEntry(key, data.Length, _store.OffsetOf(key.Index), now.UtcTicks, _idle);
+            var entry = new ChunkEntry(key, chunkLength, _store.OffsetOf(key.Index), now.UtcTicks, _idle, _blocks, present);
             entry.InitializePinned(handle);
             entry.LastAccess = Interlocked.Increment(ref _accessClock);
-            if (_index.TryGetValue(key, out ChunkEntry? old))
+            if (old is not null)
             {
                 // Written over a stale copy (other length, or a duplicate from an abandoned
-                // flight): it no longer counts, and its leases read the new bytes from here on.
+                // flight), or adding blocks to a partial one: the old entry no longer counts, and
+                // its leases read the new bytes from here on.
                 old.MarkRemoved();
-                Interlocked.Add(ref _usedBytes, -old.Length);
+                Interlocked.Add(ref _usedBytes, -old.PresentBytes);
             }
             else
             {
                 StateOf(key.Object).Chunks++;
             }
             _index[key] = entry;
-            Interlocked.Add(ref _usedBytes, data.Length);
+            Interlocked.Add(ref _usedBytes, entry.PresentBytes);
             Interlocked.Add(ref _reservedBytes, -data.Length);
             return entry;
         }
@@ -980,7 +1153,7 @@ public sealed class ChunkCache : IDisposable
         {
             return false;
         }
-        Interlocked.Add(ref _usedBytes, -entry.Length);
+        Interlocked.Add(ref _usedBytes, -entry.PresentBytes);
         if (_recent.TryRemove(entry.Key, out MemoryChunk? recent))
         {
             recent.Release(); // out of the index, out of memory: its FIFO slot frees itself
@@ -998,7 +1171,7 @@ public sealed class ChunkCache : IDisposable
         if (Unindex(entry))
         {
             Interlocked.Increment(ref _evictions);
-            Interlocked.Add(ref _evictedBytes, entry.Length);
+            Interlocked.Add(ref _evictedBytes, entry.PresentBytes);
         }
     }
 

@@ -39,16 +39,46 @@ internal sealed class ChunkEntry : ChunkSource
     private bool _idleQueued;
     private SafeFileHandle? _handle;
 
-    public ChunkEntry(ChunkKey key, int length, long fileOffset, long persistedAccessTicks, IdleHandles idle)
+    public ChunkEntry(ChunkKey key, int length, long fileOffset, long persistedAccessTicks, IdleHandles idle, ChunkBlocks blocks, ulong present)
         : base(key, length)
     {
         FileOffset = fileOffset;
         PersistedAccessTicks = persistedAccessTicks;
         _idle = idle;
+        Blocks = blocks;
+        Present = present & blocks.All(length);
+        PresentBytes = blocks.Bytes(Present, length);
     }
 
     /// <summary>Where the chunk starts in its object's file.</summary>
     public long FileOffset { get; }
+
+    /// <summary>How the chunk divides into blocks, the unit of a partial chunk.</summary>
+    public ChunkBlocks Blocks { get; }
+
+    /// <summary>
+    /// Which blocks of the chunk are stored (bit b: block b). Every block, for a chunk fetched
+    /// whole; some, for one a random reader fetched in ranges. Fixed for the entry's life: a
+    /// store that adds blocks indexes a new entry in this one's place.
+    /// </summary>
+    public ulong Present { get; }
+
+    /// <summary>Bytes of the chunk that are stored: what it counts against the quota.</summary>
+    public long PresentBytes { get; }
+
+    /// <summary>Every block is stored: the chunk can be leased, read whole, and backs a passthrough file.</summary>
+    public bool IsFull => Present == Blocks.All(Length);
+
+    /// <summary>Whether the stored blocks hold [<paramref name="offset"/>, +<paramref name="count"/>), clipped to the chunk.</summary>
+    public bool Covers(long offset, int count)
+    {
+        if (offset >= Length || count <= 0)
+        {
+            return true; // nothing to read there
+        }
+        ulong need = Blocks.Touched(offset, (int)Math.Min(count, Length - offset));
+        return (Present & need) == need;
+    }
 
     /// <summary>Position in the LRU order: a global sequence number, larger is more recent.</summary>
     public long LastAccess;
@@ -222,6 +252,59 @@ internal sealed class IdleHandles(int capacity)
     }
 }
 
+/// <summary>
+/// A chunk's division into at most 64 blocks of <see cref="Size"/> bytes (the last one of a short
+/// chunk shorter), so which of them are stored fits in one <see cref="ulong"/>.
+/// </summary>
+internal readonly record struct ChunkBlocks(int Size)
+{
+    public const int MaxBlocks = 64;
+
+    public static ChunkBlocks For(int chunkSize) => new(Math.Max(1, (chunkSize + MaxBlocks - 1) / MaxBlocks));
+
+    /// <summary>Number of blocks of a chunk of <paramref name="length"/> bytes.</summary>
+    public int Count(int length) => (length + Size - 1) / Size;
+
+    /// <summary>The bits of every block of a chunk of <paramref name="length"/> bytes.</summary>
+    public ulong All(int length) => Span(0, Count(length));
+
+    /// <summary>Blocks that [offset, offset + count) touches, even in part (count &gt; 0).</summary>
+    public ulong Touched(long offset, int count) => Span((int)(offset / Size), (int)((offset + count - 1) / Size) + 1);
+
+    /// <summary>Blocks wholly inside [offset, offset + count) of a chunk of <paramref name="length"/> bytes (a block ends at the chunk's end at the latest).</summary>
+    public ulong Within(long offset, int count, int length)
+    {
+        long end = offset + count;
+        int first = (int)((offset + Size - 1) / Size);
+        int last = end >= length ? Count(length) : (int)(end / Size);
+        return Span(first, last);
+    }
+
+    /// <summary>Bytes held by the blocks in <paramref name="bits"/> of a chunk of <paramref name="length"/> bytes.</summary>
+    public long Bytes(ulong bits, int length)
+    {
+        long bytes = (long)System.Numerics.BitOperations.PopCount(bits) * Size;
+        int count = Count(length);
+        if (count > 0 && (bits & (1UL << (count - 1))) != 0)
+        {
+            bytes -= ((long)count * Size) - length; // the last block is short
+        }
+        return bytes;
+    }
+
+    /// <summary>Bits [from, to).</summary>
+    private static ulong Span(int from, int to)
+    {
+        if (to <= from)
+        {
+            return 0;
+        }
+        ulong upTo = to >= MaxBlocks ? ulong.MaxValue : (1UL << to) - 1;
+        ulong below = from >= MaxBlocks ? ulong.MaxValue : (1UL << from) - 1;
+        return upTo & ~below;
+    }
+}
+
 internal enum AcquireResult
 {
     Acquired,
@@ -264,6 +347,9 @@ internal sealed class MemoryChunk(ChunkKey key, BudgetLease buffer) : ChunkSourc
 
     /// <summary>Counts bytes read from it; returns the total so far.</summary>
     public long Consume(int bytes) => Interlocked.Add(ref _consumed, bytes);
+
+    /// <summary>Whether any reader has read from it.</summary>
+    public bool WasRead => Volatile.Read(ref _consumed) > 0;
 
     /// <summary>Takes one more reference; false once the last one is gone (the buffer is back in the budget).</summary>
     public bool TryAddRef()

@@ -39,12 +39,14 @@ internal sealed unsafe class ChunkStore : IDisposable
     private int _directBuffersAllocated;
     private volatile bool _directUnsupported;
     private volatile bool _disposed;
+    private readonly ChunkBlocks _blocks;
 
     public ChunkStore(string root, int chunkSize)
     {
         Root = Path.GetFullPath(root);
         _dataDirectory = Path.Combine(Root, DataFolder);
         ChunkSize = chunkSize;
+        _blocks = ChunkBlocks.For(chunkSize);
     }
 
     public string Root { get; }
@@ -113,12 +115,26 @@ internal sealed unsafe class ChunkStore : IDisposable
     /// fetch buffer. Returns whether the write was direct. On failure the chunk's range is
     /// punched out again, so a later scan never mistakes a half-written range for a chunk.
     /// </summary>
-    public bool WriteChunk(ChunkKey key, ReadOnlySpan<byte> data, DateTime modifiedUtc, bool tryDirect)
+    public bool WriteChunk(ChunkKey key, ReadOnlySpan<byte> data, DateTime modifiedUtc, bool tryDirect) =>
+        WriteRange(key, 0, data, data.Length, modifiedUtc, tryDirect);
+
+    /// <summary>
+    /// <see cref="WriteChunk"/> for part of a chunk of <paramref name="chunkLength"/> bytes:
+    /// <paramref name="data"/> at <paramref name="offsetInChunk"/>. O_DIRECT only where the range
+    /// starts on a device block and either fills whole blocks or ends the object (the padding
+    /// then lies past the object's end, and the file is cut back to it): padding a range in the
+    /// middle would overwrite its neighbour with zeros. The file is made at least as long as the
+    /// chunk (a hole at its end), so that a scan at start sees the chunk's real length.
+    /// </summary>
+    public bool WriteRange(ChunkKey key, long offsetInChunk, ReadOnlySpan<byte> data, int chunkLength, DateTime modifiedUtc, bool tryDirect)
     {
         string path = GetPath(key.Object);
-        long offset = OffsetOf(key.Index);
+        long offset = OffsetOf(key.Index) + offsetInChunk;
+        long chunkEnd = OffsetOf(key.Index) + chunkLength;
+        bool endsObject = chunkLength < ChunkSize && offset + data.Length == chunkEnd;
+        bool aligned = offset % DirectAlignment == 0 && (endsObject || data.Length % DirectAlignment == 0);
         nint buffer = 0;
-        bool direct = tryDirect && !_directUnsupported && data.Length <= ChunkSize && TryRentDirectBuffer(out buffer);
+        bool direct = tryDirect && aligned && !_directUnsupported && data.Length <= ChunkSize && TryRentDirectBuffer(out buffer);
         try
         {
             SafeFileHandle? handle = direct ? TryOpenDirect(path) : null;
@@ -140,7 +156,7 @@ internal sealed unsafe class ChunkStore : IDisposable
                         RandomAccess.Write(handle, staging, offset);
                         if (padded != data.Length)
                         {
-                            // Only an object's last chunk is short: the file ends where the object does.
+                            // Only the end of an object is short: the file ends where the object does.
                             RandomAccess.SetLength(handle, offset + data.Length);
                         }
                     }
@@ -148,11 +164,16 @@ internal sealed unsafe class ChunkStore : IDisposable
                     {
                         RandomAccess.Write(handle, data, offset);
                     }
+                    if (offset + data.Length < chunkEnd && RandomAccess.GetLength(handle) < chunkEnd)
+                    {
+                        RandomAccess.SetLength(handle, chunkEnd);
+                    }
                     File.SetLastWriteTimeUtc(handle, modifiedUtc);
                 }
                 catch
                 {
-                    _ = CacheNative.PunchHole(handle, offset, ChunkSize);
+                    // Only this range: the chunk's other blocks may be stored and indexed.
+                    _ = CacheNative.PunchHole(handle, offset, data.Length);
                     throw;
                 }
             }
@@ -350,14 +371,21 @@ internal sealed unsafe class ChunkStore : IDisposable
             if (entry.Length <= ChunkSize)
             {
                 var key = new ChunkKey(new ObjectKey(name.ToString()), 0);
-                return (new ScannedChunk(key, (int)entry.Length, entry.LastWriteTimeUtc.UtcTicks), null, null);
+                return (new ScannedChunk(key, (int)entry.Length, entry.LastWriteTimeUtc.UtcTicks, ulong.MaxValue), null, null);
             }
             return (null, entry.ToFullPath(), null);
         }
         return (null, null, entry.ToFullPath());
     }
 
-    /// <summary>Adds every chunk whose whole range is data; false when the file cannot be read (it is then deleted).</summary>
+    /// <summary>
+    /// Adds every chunk with data, with the blocks whose whole range is data (a chunk fetched
+    /// whole has all of them; one a random reader fetched in ranges, some). False when the file
+    /// cannot be read (it is then deleted). A chunk is as long as the file lets it be: the file
+    /// may end inside a chunk that is not the object's last (a range written there last), and
+    /// that entry's length is then short; its blocks still hold right bytes, and a fetch of the
+    /// chunk at its real length replaces it.
+    /// </summary>
     private bool TryScanExtents(string path, List<ScannedChunk> chunks)
     {
         try
@@ -366,6 +394,8 @@ internal sealed unsafe class ChunkStore : IDisposable
             long length = RandomAccess.GetLength(handle);
             long modified = File.GetLastWriteTimeUtc(handle).Ticks;
             var obj = new ObjectKey(Path.GetFileName(path));
+            var present = new SortedDictionary<long, ulong>();
+            var lengths = new Dictionary<long, int>();
             long position = 0;
             while (position < length)
             {
@@ -379,17 +409,24 @@ internal sealed unsafe class ChunkStore : IDisposable
                 {
                     break;
                 }
-                // Chunks that start inside this run and end inside it too.
-                for (long index = (dataStart + ChunkSize - 1) / ChunkSize; OffsetOf(index) < dataEnd; index++)
+                // The blocks of every chunk this run reaches that lie wholly inside it.
+                for (long index = dataStart / ChunkSize; OffsetOf(index) < dataEnd; index++)
                 {
-                    long chunkEnd = Math.Min(OffsetOf(index + 1), length);
-                    if (chunkEnd > dataEnd)
+                    int chunkLength = (int)(Math.Min(OffsetOf(index + 1), length) - OffsetOf(index));
+                    long from = Math.Max(dataStart, OffsetOf(index)) - OffsetOf(index);
+                    long to = Math.Min(dataEnd, OffsetOf(index) + chunkLength) - OffsetOf(index);
+                    ulong bits = _blocks.Within(from, (int)(to - from), chunkLength);
+                    if (bits != 0)
                     {
-                        break;
+                        present[index] = (present.TryGetValue(index, out ulong earlier) ? earlier : 0) | bits;
+                        lengths[index] = chunkLength;
                     }
-                    chunks.Add(new ScannedChunk(new ChunkKey(obj, index), (int)(chunkEnd - OffsetOf(index)), modified));
                 }
                 position = dataEnd;
+            }
+            foreach ((long index, ulong bits) in present)
+            {
+                chunks.Add(new ScannedChunk(new ChunkKey(obj, index), lengths[index], modified, bits));
             }
             return true;
         }
@@ -401,4 +438,4 @@ internal sealed unsafe class ChunkStore : IDisposable
 }
 
 /// <summary>A chunk found at start-up; <see cref="ModifiedUtcTicks"/> is its object file's mtime.</summary>
-internal readonly record struct ScannedChunk(ChunkKey Key, int Length, long ModifiedUtcTicks);
+internal readonly record struct ScannedChunk(ChunkKey Key, int Length, long ModifiedUtcTicks, ulong Present);

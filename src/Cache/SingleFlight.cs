@@ -33,6 +33,9 @@ public sealed class SingleFlight<TKey, TResult>
     /// <summary>Flights running now.</summary>
     public int Count => _flights.Count;
 
+    /// <summary>Whether a flight for <paramref name="key"/> is under way (a snapshot).</summary>
+    public bool IsRunning(TKey key) => _flights.ContainsKey(key);
+
     /// <summary>
     /// Runs <paramref name="work"/> for <paramref name="key"/> unless a flight for it is already
     /// running, in which case the caller joins that flight. The work gets a token that is

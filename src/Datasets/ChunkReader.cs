@@ -204,18 +204,15 @@ internal sealed partial class ChunkReader
 
     private void ScheduleReadAhead(OpenFile file, long offset, int length)
     {
-        if (_prefetcher is null || _maxReadAheadChunks <= 0)
-        {
-            return;
-        }
         long chunkCount = _cache.GetChunkCount(file.Version.Object.Size);
-        (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, _maxReadAheadChunks);
+        int maxWindow = _prefetcher is null ? 0 : Math.Max(0, _maxReadAheadChunks);
+        (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, maxWindow);
         for (long i = from; i < to; i++)
         {
             // A cached chunk ahead is read into the page cache now; a missing one is fetched.
             if (!_cache.Prime(new ChunkKey(file.Version.Key, i)))
             {
-                _prefetcher.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
+                _prefetcher!.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
             }
         }
     }
@@ -250,13 +247,34 @@ internal sealed partial class ChunkReader
         return (index, inChunk, (int)Math.Min(remaining, chunkSize - inChunk));
     }
 
+    /// <summary>
+    /// Whether a read's missing chunks are fetched in ranges (only the blocks it needs) rather
+    /// than whole: when its file shows no sequential run yet, the read starts inside a chunk (a
+    /// reader that starts at a chunk's start, as every whole-file reader does at 0, gets the
+    /// chunk), it is at most half a chunk, and it stops short of the file's end (a small file is
+    /// read whole). A random 1 MiB read of a shard then fetches about 1 MiB,
+    /// not the one or two whole chunks around it; a sequential reader switches to whole chunks
+    /// (and read-ahead) once its run is long enough.
+    /// </summary>
+    private bool ReadsInRanges(OpenFile file, long offset, int count) =>
+        !file.ReadAhead.InSequentialRun && offset % _cache.ChunkSize != 0 && count <= _cache.ChunkSize / 2 && count < file.Version.Object.Size - offset;
+
     private async ValueTask<FuseReadResult> ReadMissingAsync(OpenFile file, long offset, Memory<byte> destination, int done, int want, CancellationToken ct)
     {
         int chunkSize = _cache.ChunkSize;
         OriginObject obj = file.Version.Object;
-        FetchLaterChunksAhead(file, offset + done, want - done);
+        bool ranges = ReadsInRanges(file, offset, want - done);
+        if (!ranges)
+        {
+            FetchLaterChunksAhead(file, offset + done, want - done);
+        }
         try
         {
+            if (ranges)
+            {
+                await ReadRangesAsync(file, offset + done, destination.Slice(done, want - done), ct).ConfigureAwait(false);
+                done = want;
+            }
             while (done < want)
             {
                 var (index, inChunk, part) = Locate(offset + done, want - done, chunkSize);
@@ -299,10 +317,73 @@ internal sealed partial class ChunkReader
         }
     }
 
+    /// <summary>
+    /// Fills <paramref name="destination"/> from <paramref name="position"/> chunk by chunk, from
+    /// the cache where its blocks hold the part, else by a ranged fetch of just that part; the
+    /// parts' fetches run at once (an unaligned read spans two chunks).
+    /// </summary>
+    private async ValueTask ReadRangesAsync(OpenFile file, long position, Memory<byte> destination, CancellationToken ct)
+    {
+        int chunkSize = _cache.ChunkSize;
+        OriginObject obj = file.Version.Object;
+        Task? pending = null;
+        List<Task>? more = null;
+        int done = 0;
+        while (done < destination.Length)
+        {
+            var (index, inChunk, part) = Locate(position + done, destination.Length - done, chunkSize);
+            var key = new ChunkKey(file.Version.Key, index);
+            Memory<byte> slice = destination.Slice(done, part);
+            if (TryReadHit(key, inChunk, slice.Span))
+            {
+                _counters.Hit();
+            }
+            else
+            {
+                _counters.Miss();
+                Task fetch = _cache.ReadRangeAsync(
+                    key, _cache.GetChunkLength(obj.Size, index), inChunk, slice, new FetchState(_origin, obj, index * chunkSize), FetchState.FetchRange, ct).AsTask();
+                if (pending is null)
+                {
+                    pending = fetch;
+                }
+                else
+                {
+                    (more ??= [pending]).Add(fetch);
+                }
+            }
+            done += part;
+        }
+        if (more is not null)
+        {
+            await Task.WhenAll(more).ConfigureAwait(false);
+        }
+        else if (pending is not null)
+        {
+            await pending.ConfigureAwait(false);
+        }
+    }
+
+    private bool TryReadHit(ChunkKey key, long inChunk, Span<byte> destination)
+    {
+        try
+        {
+            return _cache.TryRead(key, inChunk, destination, out int n) && n == destination.Length;
+        }
+        catch (IOException)
+        {
+            return false; // damaged behind the cache's back: fetch it again
+        }
+    }
+
     /// <summary>What a chunk fetch needs, passed as state so a cache hit allocates no closure.</summary>
     private readonly record struct FetchState(IOrigin Origin, OriginObject Object, long Offset)
     {
         public static readonly Func<FetchState, Memory<byte>, CancellationToken, ValueTask> Fetch = static (s, buffer, ct) => s.FetchAsync(buffer, ct);
+
+        /// <summary>A range of the chunk that starts at <see cref="Offset"/>: from the given offset in it.</summary>
+        public static readonly Func<FetchState, long, Memory<byte>, CancellationToken, ValueTask> FetchRange =
+            static (s, offsetInChunk, buffer, ct) => (s with { Offset = s.Offset + offsetInChunk }).FetchAsync(buffer, ct);
 
         private async ValueTask FetchAsync(Memory<byte> buffer, CancellationToken ct)
         {

@@ -30,9 +30,17 @@ internal sealed class ReadAheadWindow
 
     private readonly Lock _gate = new();
     private long _nextOffset = -1;
-    private long _runStart;
+    private long _runBytes;
     private int _window;
     private long _queuedUntil;
+    private volatile bool _inRun;
+
+    /// <summary>
+    /// The reads so far form a sequential run long enough to count (<see cref="MinRunBytes"/>):
+    /// missing chunks are then fetched whole. Until then a read fetches only the blocks it
+    /// needs (a random reader's pattern).
+    /// </summary>
+    public bool InSequentialRun => _inRun;
 
     /// <summary>
     /// Records a read and returns the chunk range [from, to) that should be fetched ahead now
@@ -47,14 +55,22 @@ internal sealed class ReadAheadWindow
             _nextOffset = sequential ? Math.Max(_nextOffset, end) : end;
             if (!sequential)
             {
-                _runStart = offset;
+                _runBytes = length;
                 _window = 0;
                 _queuedUntil = 0;
+                _inRun = false;
                 return default;
             }
-            if (_nextOffset - _runStart < Math.Max(MinRunBytes, chunkSize))
+            // Bytes read, not the distance covered: two random reads a slack apart are no run.
+            _runBytes += length;
+            if (_runBytes < Math.Max(MinRunBytes, chunkSize))
             {
                 return default;
+            }
+            _inRun = true;
+            if (maxWindow <= 0)
+            {
+                return default; // read-ahead off: the detection alone
             }
 
             _window = _window == 0 ? Math.Min(InitialWindow, maxWindow) : Math.Min(_window * 2, maxWindow);
