@@ -460,6 +460,9 @@ public sealed class ChunkCache : IDisposable
     /// <summary>Whether the chunk is stored (a snapshot: it may be evicted right after, unless leased).</summary>
     public bool Contains(ChunkKey key) => _index.TryGetValue(key, out ChunkEntry? entry) && entry.IsFull && !entry.IsRemoved;
 
+    /// <summary>Whether a whole-chunk fetch of the chunk is under way (a snapshot).</summary>
+    public bool IsFetching(ChunkKey key) => _flights.IsRunning(key);
+
     /// <summary>Whether the chunk's stored blocks hold [<paramref name="offsetInChunk"/>, +<paramref name="count"/>) (a snapshot, like <see cref="Contains"/>).</summary>
     public bool ContainsRange(ChunkKey key, long offsetInChunk, int count) =>
         _index.TryGetValue(key, out ChunkEntry? entry) && entry.Covers(offsetInChunk, count) && !entry.IsRemoved;

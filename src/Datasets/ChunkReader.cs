@@ -52,7 +52,7 @@ internal sealed partial class ChunkReader
         int chunkSize = _cache.ChunkSize;
         ObjectKey key = file.Version.Key;
 
-        ScheduleReadAhead(file, offset, want);
+        bool random = ScheduleReadAhead(file, offset, want);
 
         // The hit path: every chunk the read touches is in the cache.
         int done = 0;
@@ -84,7 +84,7 @@ internal sealed partial class ChunkReader
             _counters.Served(want);
             return new ValueTask<FuseReadResult>(FuseReadResult.Bytes(want));
         }
-        return ReadMissingAsync(file, offset, destination, done, want, ct);
+        return ReadMissingAsync(file, offset, destination, done, want, random, ct);
     }
 
     /// <summary>
@@ -202,11 +202,12 @@ internal sealed partial class ChunkReader
         return total;
     }
 
-    private void ScheduleReadAhead(OpenFile file, long offset, int length)
+    /// <summary>Records the read in the file's window and starts read-ahead; returns whether the read looks random.</summary>
+    private bool ScheduleReadAhead(OpenFile file, long offset, int length)
     {
         long chunkCount = _cache.GetChunkCount(file.Version.Object.Size);
         int maxWindow = _prefetcher is null ? 0 : Math.Max(0, _maxReadAheadChunks);
-        (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, maxWindow);
+        (long from, long to) = file.ReadAhead.OnRead(offset, length, _cache.ChunkSize, chunkCount, maxWindow, out bool random);
         for (long i = from; i < to; i++)
         {
             // A cached chunk ahead is read into the page cache now; a missing one is fetched.
@@ -215,6 +216,7 @@ internal sealed partial class ChunkReader
                 _prefetcher!.TryQueueReadAhead(new PrefetchItem(this, file.Version, i, _mountToken));
             }
         }
+        return random;
     }
 
     /// <summary>
@@ -249,21 +251,21 @@ internal sealed partial class ChunkReader
 
     /// <summary>
     /// Whether a read's missing chunks are fetched in ranges (only the blocks it needs) rather
-    /// than whole: when its file shows no sequential run yet, the read starts inside a chunk (a
-    /// reader that starts at a chunk's start, as every whole-file reader does at 0, gets the
-    /// chunk), it is at most half a chunk, and it stops short of the file's end (a small file is
-    /// read whole). A random 1 MiB read of a shard then fetches about 1 MiB,
-    /// not the one or two whole chunks around it; a sequential reader switches to whole chunks
-    /// (and read-ahead) once its run is long enough.
+    /// than whole: when the read looks random (<see cref="ReadAheadWindow.OnRead(long, int, int, long, int, out bool)"/>:
+    /// a jump, or what follows one until a sequential run is long enough), it starts inside a
+    /// chunk, it is at most half a chunk, and it stops short of the file's end (a small file is
+    /// read whole). A random 1 MiB read of a shard then fetches about 1 MiB, not the one or two
+    /// whole chunks around it; a reader that starts at 0 and reads on gets whole chunks, one GET
+    /// each, and read-ahead once its run is long enough.
     /// </summary>
-    private bool ReadsInRanges(OpenFile file, long offset, int count) =>
-        !file.ReadAhead.InSequentialRun && offset % _cache.ChunkSize != 0 && count <= _cache.ChunkSize / 2 && count < file.Version.Object.Size - offset;
+    private bool ReadsInRanges(OpenFile file, long offset, int count, bool random) =>
+        random && offset % _cache.ChunkSize != 0 && count <= _cache.ChunkSize / 2 && count < file.Version.Object.Size - offset;
 
-    private async ValueTask<FuseReadResult> ReadMissingAsync(OpenFile file, long offset, Memory<byte> destination, int done, int want, CancellationToken ct)
+    private async ValueTask<FuseReadResult> ReadMissingAsync(OpenFile file, long offset, Memory<byte> destination, int done, int want, bool random, CancellationToken ct)
     {
         int chunkSize = _cache.ChunkSize;
         OriginObject obj = file.Version.Object;
-        bool ranges = ReadsInRanges(file, offset, want - done);
+        bool ranges = ReadsInRanges(file, offset, want - done, random);
         if (!ranges)
         {
             FetchLaterChunksAhead(file, offset + done, want - done);
@@ -341,6 +343,12 @@ internal sealed partial class ChunkReader
             else
             {
                 _counters.Miss();
+                if (index > 0 && !_cache.IsFetching(key))
+                {
+                    // A range fetch, not a wait for a whole chunk on its way (chunk 0 is always
+                    // whole): a random reader, whose next opens are better off direct.
+                    file.Entry.RandomReads = true;
+                }
                 Task fetch = _cache.ReadRangeAsync(
                     key, _cache.GetChunkLength(obj.Size, index), inChunk, slice, new FetchState(_origin, obj, index * chunkSize), FetchState.FetchRange, ct).AsTask();
                 if (pending is null)

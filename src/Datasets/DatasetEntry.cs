@@ -23,6 +23,7 @@ internal sealed class DatasetEntry
     private DirectoryListing? _listing;
     private string? _linkTarget;
     private long _lookups;
+    private bool _randomReads;
 
     public DatasetEntry(ulong nodeId, ulong parentId, string path, string name, OriginEntryKind kind, EntryAttributes attributes, string? listedVersion)
     {
@@ -80,6 +81,17 @@ internal sealed class DatasetEntry
 
     /// <summary>The version this entry had when last opened, to decide whether the kernel may keep its cached pages.</summary>
     public string? LastOpenedVersion { get; set; }
+
+    /// <summary>
+    /// Some READ of this file was fetched in ranges (a random reader): its later opens skip the
+    /// page cache where cold opens do, so each pread(2) reaches us as one READ of its own size,
+    /// not as page-cache READs plus the kernel's read-ahead beyond it.
+    /// </summary>
+    public bool RandomReads
+    {
+        get => Volatile.Read(ref _randomReads);
+        set => Volatile.Write(ref _randomReads, value);
+    }
 
     /// <summary>The first open's origin call while it runs, so that concurrent first opens make one (ChunkReader.ResolveForReadAsync).</summary>
     public Task<FileVersion>? FirstResolve;

@@ -330,8 +330,8 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             lock (opens.Gate)
             {
                 int backingId = TryPassthrough(opens, version);
-                // Not passthrough, and nothing of it cached: around the page cache (see the remarks).
-                bool direct = backingId == 0 && Volatile.Read(ref _coldDirectIo) != 0 && !_reader.Cache.ContainsAnyOf(version.Key);
+                // Not passthrough, and nothing of it cached, or read at random: around the page cache (see the remarks).
+                bool direct = backingId == 0 && Volatile.Read(ref _coldDirectIo) != 0 && (node.RandomReads || !_reader.Cache.ContainsAnyOf(version.Key));
                 var open = new OpenFile(node, version, passthrough: backingId != 0, directIo: direct);
                 if (open.Passthrough)
                 {

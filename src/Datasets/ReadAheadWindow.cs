@@ -34,6 +34,7 @@ internal sealed class ReadAheadWindow
     private int _window;
     private long _queuedUntil;
     private volatile bool _inRun;
+    private bool _runFromJump;
 
     /// <summary>
     /// The reads so far form a sequential run long enough to count (<see cref="MinRunBytes"/>):
@@ -46,15 +47,29 @@ internal sealed class ReadAheadWindow
     /// Records a read and returns the chunk range [from, to) that should be fetched ahead now
     /// (empty when none). Each chunk is returned once per sequential run.
     /// </summary>
-    public (long From, long To) OnRead(long offset, int length, int chunkSize, long chunkCount, int maxWindow)
+    public (long From, long To) OnRead(long offset, int length, int chunkSize, long chunkCount, int maxWindow) =>
+        OnRead(offset, length, chunkSize, chunkCount, maxWindow, out _);
+
+    /// <summary>
+    /// <see cref="OnRead(long, int, int, long, int)"/>, also saying whether this read looks random:
+    /// it belongs to a run that began with a jump away from where the reads so far were (or with
+    /// a first read that did not start at 0), and that run is not yet long enough to count as
+    /// sequential. A reader that starts at 0 and goes on in order never looks random, however its
+    /// READs are cut (an unaligned buffer shifts every direct READ); the READs the kernel adds
+    /// right after a random pread (the rest of its last page, its read-ahead) look random too.
+    /// </summary>
+    public (long From, long To) OnRead(long offset, int length, int chunkSize, long chunkCount, int maxWindow, out bool random)
     {
         lock (_gate)
         {
             long end = offset + length;
-            bool sequential = _nextOffset >= 0 && offset >= _nextOffset - Slack && offset <= _nextOffset + Slack;
+            bool first = _nextOffset < 0;
+            bool sequential = !first && offset >= _nextOffset - Slack && offset <= _nextOffset + Slack;
             _nextOffset = sequential ? Math.Max(_nextOffset, end) : end;
             if (!sequential)
             {
+                _runFromJump = !(first && offset == 0);
+                random = _runFromJump;
                 _runBytes = length;
                 _window = 0;
                 _queuedUntil = 0;
@@ -65,9 +80,11 @@ internal sealed class ReadAheadWindow
             _runBytes += length;
             if (_runBytes < Math.Max(MinRunBytes, chunkSize))
             {
+                random = _runFromJump;
                 return default;
             }
             _inRun = true;
+            random = false;
             if (maxWindow <= 0)
             {
                 return default; // read-ahead off: the detection alone

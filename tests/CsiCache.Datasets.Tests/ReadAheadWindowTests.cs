@@ -56,4 +56,46 @@ public sealed class ReadAheadWindowTests
         }
         Assert.True(window.InSequentialRun);
     }
+
+    [Fact]
+    public void AReaderFromZero_NeverLooksRandom_HoweverItsReadsAreCut()
+    {
+        var window = new ReadAheadWindow();
+        long offset = 0;
+        for (int i = 0; i < 6; i++)
+        {
+            int length = MiB - 16; // an unaligned buffer: every direct READ is a little short
+            window.OnRead(offset, length, Chunk, 16, 8, out bool random);
+            Assert.False(random, $"read {i} at {offset}");
+            offset += length;
+        }
+    }
+
+    [Fact]
+    public void AJump_AndTheReadsRightAfterIt_LookRandom_UntilTheyMakeARun()
+    {
+        var window = new ReadAheadWindow();
+        window.OnRead(0, MiB, Chunk, 64, 8, out bool random);
+        Assert.False(random);
+        window.OnRead(40L * MiB, MiB, Chunk, 64, 8, out random);
+        Assert.True(random, "a jump");
+        // The kernel's READ for the rest of that pread, in order: still the random read's.
+        window.OnRead(41L * MiB, 4096, Chunk, 64, 8, out random);
+        Assert.True(random, "the tail of a random pread");
+        // A reader that goes on in order from there makes a run, and stops looking random.
+        for (int i = 0; i < 4; i++)
+        {
+            window.OnRead((41L * MiB) + 4096 + (i * (long)MiB), MiB, Chunk, 64, 8, out random);
+        }
+        Assert.False(random);
+        Assert.True(window.InSequentialRun);
+    }
+
+    [Fact]
+    public void AFirstReadAwayFromZero_LooksRandom()
+    {
+        var window = new ReadAheadWindow();
+        window.OnRead(7L * MiB, MiB, Chunk, 64, 8, out bool random);
+        Assert.True(random);
+    }
 }
