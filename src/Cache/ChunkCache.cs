@@ -302,15 +302,27 @@ public sealed class ChunkCache : IDisposable
         int count = (int)(Math.Min(length, (offsetInChunk + destination.Length + block - 1) / block * block) - from);
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(ct, _disposed.Token);
+        BudgetLease buffer = await FetchIntoBufferAsync(
+            count, (State: state, Fetch: fetch, From: from), static (s, into, token) => s.Fetch(s.State, s.From, into, token), linked.Token).ConfigureAwait(false);
+        buffer.Memory.Span.Slice((int)(offsetInChunk - from), destination.Length).CopyTo(destination.Span);
+        // The reader has its bytes: it goes now, and the range is stored behind it (the write
+        // was half of a random read's time). The buffer stays out of the budget until then.
+        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cache.StoreRange(s.Key, s.From, s.Length, s.Buffer), (Cache: this, Key: key, From: from, Length: length, Buffer: buffer), preferLocal: false);
+        return destination.Length;
+    }
+
+    /// <summary>One origin fetch of <paramref name="length"/> bytes into a buffer from the budget, counted in the stats; the buffer is the caller's to dispose (here, on failure).</summary>
+    private async ValueTask<BudgetLease> FetchIntoBufferAsync<TState>(int length, TState state, Func<TState, Memory<byte>, CancellationToken, ValueTask> fetch, CancellationToken token)
+    {
         Interlocked.Increment(ref _fetches);
         Interlocked.Increment(ref _inFlight);
         BudgetLease buffer;
         try
         {
-            buffer = await Budget.AcquireAsync(count, linked.Token).ConfigureAwait(false);
+            buffer = await Budget.AcquireAsync(length, token).ConfigureAwait(false);
             try
             {
-                await fetch(state, from, buffer.Memory[..count], linked.Token).ConfigureAwait(false);
+                await fetch(state, buffer.Memory[..length], token).ConfigureAwait(false);
             }
             catch
             {
@@ -327,12 +339,8 @@ public sealed class ChunkCache : IDisposable
         {
             Interlocked.Decrement(ref _inFlight);
         }
-        Interlocked.Add(ref _fetchBytes, count);
-        buffer.Memory.Span.Slice((int)(offsetInChunk - from), destination.Length).CopyTo(destination.Span);
-        // The reader has its bytes: it goes now, and the range is stored behind it (the write
-        // was half of a random read's time). The buffer stays out of the budget until then.
-        ThreadPool.UnsafeQueueUserWorkItem(static s => s.Cache.StoreRange(s.Key, s.From, s.Length, s.Buffer), (Cache: this, Key: key, From: from, Length: length, Buffer: buffer), preferLocal: false);
-        return destination.Length;
+        Interlocked.Add(ref _fetchBytes, length);
+        return buffer;
     }
 
     /// <summary>Stores a fetched range (<see cref="ReadRangeAsync{TState}"/>), then returns its buffer to the budget.</summary>
@@ -758,33 +766,7 @@ public sealed class ChunkCache : IDisposable
         }
 
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(flightToken, _disposed.Token);
-        CancellationToken token = linked.Token;
-        Interlocked.Increment(ref _fetches);
-        Interlocked.Increment(ref _inFlight);
-        BudgetLease buffer;
-        try
-        {
-            buffer = await Budget.AcquireAsync(request.Length, token).ConfigureAwait(false);
-            try
-            {
-                await request.Fetch(request.State, buffer.Memory, token).ConfigureAwait(false);
-            }
-            catch
-            {
-                buffer.Dispose();
-                throw;
-            }
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException)
-        {
-            Interlocked.Increment(ref _fetchFailures);
-            throw;
-        }
-        finally
-        {
-            Interlocked.Decrement(ref _inFlight);
-        }
-        Interlocked.Add(ref _fetchBytes, request.Length);
+        BudgetLease buffer = await FetchIntoBufferAsync(request.Length, request.State, request.Fetch, linked.Token).ConfigureAwait(false);
 
         ChunkEntry stored;
         try
