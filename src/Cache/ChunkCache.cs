@@ -234,11 +234,7 @@ public sealed class ChunkCache : IDisposable
         Func<TState, Memory<byte>, CancellationToken, ValueTask> fetch,
         CancellationToken ct)
     {
-        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-        ArgumentNullException.ThrowIfNull(fetch);
-        ValidateKey(key);
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, ChunkSize);
+        ValidateFetch(key, length, fetch);
 
         if (TryLease(key, length, out ChunkLease? lease))
         {
@@ -275,11 +271,7 @@ public sealed class ChunkCache : IDisposable
         Func<TState, long, Memory<byte>, CancellationToken, ValueTask> fetch,
         CancellationToken ct)
     {
-        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
-        ArgumentNullException.ThrowIfNull(fetch);
-        ValidateKey(key);
-        ArgumentOutOfRangeException.ThrowIfNegative(length);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, ChunkSize);
+        ValidateFetch(key, length, fetch);
         ArgumentOutOfRangeException.ThrowIfNegative(offsetInChunk);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(offsetInChunk + destination.Length, length, nameof(destination));
 
@@ -621,6 +613,16 @@ public sealed class ChunkCache : IDisposable
     /// </summary>
     internal static int IdleHandleBound(int configured, long? openFileLimit) =>
         openFileLimit is long limit ? (int)Math.Min(configured, Math.Max(64, (limit - 1024) / 2)) : configured;
+
+    /// <summary>The checks every fetching call makes before anything else: open, a fetch to call, a real key, a chunk's length.</summary>
+    private void ValidateFetch(ChunkKey key, int length, Delegate fetch)
+    {
+        ObjectDisposedException.ThrowIf(_disposed.IsCancellationRequested, this);
+        ArgumentNullException.ThrowIfNull(fetch);
+        ValidateKey(key);
+        ArgumentOutOfRangeException.ThrowIfNegative(length);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(length, ChunkSize);
+    }
 
     private static void ValidateKey(ChunkKey key)
     {
