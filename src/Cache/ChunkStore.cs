@@ -105,26 +105,21 @@ internal sealed unsafe class ChunkStore : IDisposable
     public long OffsetOf(long index) => index * ChunkSize;
 
     /// <summary>
-    /// Writes one whole chunk into its object's file (created if new) and stamps the file's mtime.
-    /// No fsync: durability comes in batches (SyncCheckpoint). The caller serialises writes,
-    /// deletes and the index per object. With <paramref name="tryDirect"/>, O_DIRECT is used when
-    /// possible: the bytes go from an aligned staging buffer to the device, not through the page
-    /// cache. Copying a large chunk into freshly allocated page-cache pages was most of the CPU of
-    /// a cold sequential read; a copy into a reused staging buffer and a DMA cost a fraction of
-    /// it. The chunk is then not in the page cache, so the caller serves its waiters from the
-    /// fetch buffer. Returns whether the write was direct. On failure the chunk's range is
-    /// punched out again, so a later scan never mistakes a half-written range for a chunk.
-    /// </summary>
-    public bool WriteChunk(ChunkKey key, ReadOnlySpan<byte> data, DateTime modifiedUtc, bool tryDirect) =>
-        WriteRange(key, 0, data, data.Length, modifiedUtc, tryDirect);
-
-    /// <summary>
-    /// <see cref="WriteChunk"/> for part of a chunk of <paramref name="chunkLength"/> bytes:
-    /// <paramref name="data"/> at <paramref name="offsetInChunk"/>. O_DIRECT only where the range
-    /// starts on a device block and either fills whole blocks or ends the object (the padding
-    /// then lies past the object's end, and the file is cut back to it): padding a range in the
-    /// middle would overwrite its neighbour with zeros. The file is made at least as long as the
-    /// chunk (a hole at its end), so that a scan at start sees the chunk's real length.
+    /// Writes <paramref name="data"/>, a chunk of <paramref name="chunkLength"/> bytes from
+    /// <paramref name="offsetInChunk"/> (the whole chunk, or a range of its blocks), into its
+    /// object's file (created if new) and stamps the file's mtime. No fsync: durability comes in
+    /// batches (SyncCheckpoint). The caller serialises writes, deletes and the index per object.
+    /// With <paramref name="tryDirect"/>, O_DIRECT is used when possible: the bytes go from an
+    /// aligned staging buffer to the device, not through the page cache. Copying a large chunk
+    /// into freshly allocated page-cache pages was most of the CPU of a cold sequential read; a
+    /// copy into a reused staging buffer and a DMA cost a fraction of it. The bytes are then not
+    /// in the page cache, so the caller serves its waiters from the fetch buffer. O_DIRECT only
+    /// where the range starts on a device block and either fills whole blocks or ends the object
+    /// (the padding then lies past the object's end, and the file is cut back to it): padding a
+    /// range in the middle would overwrite its neighbour with zeros. The file is made at least as
+    /// long as the chunk (a hole at its end), so that a scan at start sees the chunk's real
+    /// length. Returns whether the write was direct. On failure the range is punched out again,
+    /// so a later scan never mistakes a half-written range for data.
     /// </summary>
     public bool WriteRange(ChunkKey key, long offsetInChunk, ReadOnlySpan<byte> data, int chunkLength, DateTime modifiedUtc, bool tryDirect)
     {
@@ -394,8 +389,8 @@ internal sealed unsafe class ChunkStore : IDisposable
             long length = RandomAccess.GetLength(handle);
             long modified = File.GetLastWriteTimeUtc(handle).Ticks;
             var obj = new ObjectKey(Path.GetFileName(path));
-            var present = new SortedDictionary<long, ulong>();
-            var lengths = new Dictionary<long, int>();
+            var present = new Dictionary<long, ulong>();
+            int LengthOf(long index) => (int)(Math.Min(OffsetOf(index + 1), length) - OffsetOf(index));
             long position = 0;
             while (position < length)
             {
@@ -412,21 +407,20 @@ internal sealed unsafe class ChunkStore : IDisposable
                 // The blocks of every chunk this run reaches that lie wholly inside it.
                 for (long index = dataStart / ChunkSize; OffsetOf(index) < dataEnd; index++)
                 {
-                    int chunkLength = (int)(Math.Min(OffsetOf(index + 1), length) - OffsetOf(index));
+                    int chunkLength = LengthOf(index);
                     long from = Math.Max(dataStart, OffsetOf(index)) - OffsetOf(index);
                     long to = Math.Min(dataEnd, OffsetOf(index) + chunkLength) - OffsetOf(index);
                     ulong bits = _blocks.Within(from, (int)(to - from), chunkLength);
                     if (bits != 0)
                     {
                         present[index] = (present.TryGetValue(index, out ulong earlier) ? earlier : 0) | bits;
-                        lengths[index] = chunkLength;
                     }
                 }
                 position = dataEnd;
             }
             foreach ((long index, ulong bits) in present)
             {
-                chunks.Add(new ScannedChunk(new ChunkKey(obj, index), lengths[index], modified, bits));
+                chunks.Add(new ScannedChunk(new ChunkKey(obj, index), LengthOf(index), modified, bits));
             }
             return true;
         }

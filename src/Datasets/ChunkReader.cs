@@ -335,8 +335,10 @@ internal sealed partial class ChunkReader
         {
             var (index, inChunk, part) = Locate(position + done, destination.Length - done, chunkSize);
             var key = new ChunkKey(file.Version.Key, index);
-            Memory<byte> slice = destination.Slice(done, part);
-            if (TryReadHit(key, inChunk, slice.Span))
+            // A part whose blocks are stored completes at once (the cache reads it first).
+            ValueTask<int> read = _cache.ReadRangeAsync(
+                key, _cache.GetChunkLength(obj.Size, index), inChunk, destination.Slice(done, part), new FetchState(_origin, obj, index * chunkSize), FetchState.FetchRange, ct);
+            if (read.IsCompletedSuccessfully)
             {
                 _counters.Hit();
             }
@@ -349,8 +351,7 @@ internal sealed partial class ChunkReader
                     // whole): a random reader, whose next opens are better off direct.
                     file.Entry.RandomReads = true;
                 }
-                Task fetch = _cache.ReadRangeAsync(
-                    key, _cache.GetChunkLength(obj.Size, index), inChunk, slice, new FetchState(_origin, obj, index * chunkSize), FetchState.FetchRange, ct).AsTask();
+                Task fetch = read.AsTask();
                 if (pending is null)
                 {
                     pending = fetch;
@@ -369,18 +370,6 @@ internal sealed partial class ChunkReader
         else if (pending is not null)
         {
             await pending.ConfigureAwait(false);
-        }
-    }
-
-    private bool TryReadHit(ChunkKey key, long inChunk, Span<byte> destination)
-    {
-        try
-        {
-            return _cache.TryRead(key, inChunk, destination, out int n) && n == destination.Length;
-        }
-        catch (IOException)
-        {
-            return false; // damaged behind the cache's back: fetch it again
         }
     }
 

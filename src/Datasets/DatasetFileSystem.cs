@@ -61,7 +61,9 @@ namespace CsiCache.Datasets;
 /// first direct handle that shows small reads (a mean under <see cref="DirectIoMinMeanRead"/> over
 /// its first <see cref="DirectIoVerdictReads"/> READs) turns cold direct opens off for the rest
 /// of the mount. Once any of a file is cached, its opens use the page cache (KEEP_CACHE) or
-/// passthrough as before.</para>
+/// passthrough as before, unless it was read at random (<see cref="DatasetEntry.RandomReads"/>):
+/// then its opens stay direct, so each pread(2) is one READ of its own size rather than
+/// page-cache READs plus the kernel's read-ahead beyond it.</para>
 /// </remarks>
 internal sealed partial class DatasetFileSystem : IFuseFileSystem
 {
@@ -388,7 +390,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
         return chosen;
     }
 
-    /// <summary>Opens handed out with FOPEN_DIRECT_IO because nothing of the file was cached.</summary>
+    /// <summary>Opens handed out with FOPEN_DIRECT_IO because nothing of the file was cached, or it was read at random.</summary>
     public long ColdDirectOpens => Interlocked.Read(ref _directOpens);
 
     /// <summary>Whether cold opens still get FOPEN_DIRECT_IO (false once small reads were seen, or when INIT did not allow it).</summary>

@@ -16,7 +16,7 @@ internal sealed class OpenFile(DatasetEntry entry, FileVersion version, bool pas
 
     public ReadAheadWindow ReadAhead { get; } = new();
 
-    /// <summary>Opened with FOPEN_DIRECT_IO (nothing of it was cached): every read(2) is a READ of its own size.</summary>
+    /// <summary>Opened with FOPEN_DIRECT_IO (nothing of it was cached, or it was read at random): every read(2) is a READ of its own size.</summary>
     public bool DirectIo { get; } = directIo;
 
     private long _directReads;

@@ -38,8 +38,7 @@ internal sealed class ReadAheadWindow
 
     /// <summary>
     /// The reads so far form a sequential run long enough to count (<see cref="MinRunBytes"/>):
-    /// missing chunks are then fetched whole. Until then a read fetches only the blocks it
-    /// needs (a random reader's pattern).
+    /// read-ahead is on (where it is allowed), and no read of it looks random.
     /// </summary>
     public bool InSequentialRun => _inRun;
 
