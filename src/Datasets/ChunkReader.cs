@@ -96,6 +96,13 @@ internal sealed partial class ChunkReader
     public async ValueTask<FileVersion> ResolveForReadAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
     {
         long listedSize = file.Attributes.Size;
+        Task<FileVersion>? inFlight = Volatile.Read(ref file.FirstResolve);
+        if (inFlight is not null)
+        {
+            // A first resolve is storing the file's bytes (its version may already be set): wait
+            // for it, or this read would miss the chunk and fetch it a second time.
+            return await inFlight.WaitAsync(ct).ConfigureAwait(false);
+        }
         if (!DatasetTree.NeedsStatToOpen(file) || listedSize == 0 || listedSize > _cache.ChunkSize)
         {
             // Known already; or listed empty (nothing to read with it); or larger than a chunk,
@@ -168,6 +175,28 @@ internal sealed partial class ChunkReader
         }
         int length = _cache.GetChunkLength(file.Object.Size, index);
         using ChunkLease lease = await _cache.GetOrFetchAsync(key, length, new FetchState(_origin, file.Object, index * _cache.ChunkSize), FetchState.Fetch, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Fetches a small file (at most one chunk) into the cache unless it is there, resolving its
+    /// version as a first open would: from the listing, or with the one GET that also brings its bytes.
+    /// </summary>
+    public async Task PrefetchSmallFileAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
+    {
+        FileVersion version = await ResolveForReadAsync(tree, file, ct).ConfigureAwait(false);
+        if (version.Object.Size > 0)
+        {
+            await PrefetchAsync(version, 0, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Queues a small file for bulk prefetch (directory read-ahead; waits for room in the pool's queue).</summary>
+    public async Task QueueSmallFileAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
+    {
+        if (_prefetcher is not null)
+        {
+            await _prefetcher.QueueBulkAsync(new PrefetchItem(this, null, 0, _mountToken, tree, file), ct).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Queues every chunk of a file for bulk prefetch (waits for room in the pool's queue).</summary>

@@ -88,6 +88,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
 
     private readonly DatasetTree _tree;
     private readonly ChunkReader _reader;
+    private readonly DirectoryReadAhead? _directoryReadAhead;
     private readonly HandleTable<OpenFile> _files = new();
     private readonly HandleTable<OpenDirectory> _directories = new();
     private readonly TimeSpan _timeout;
@@ -105,8 +106,9 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
     private int _sharedReads;
     private int _sharedListings;
 
-    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, PassthroughMode passthrough = PassthroughMode.Off, bool coldDirectIo = false)
+    public DatasetFileSystem(DatasetTree tree, ChunkReader reader, ILogger logger, CancellationToken stopping, Func<(long Blocks, long Free)>? space = null, PassthroughMode passthrough = PassthroughMode.Off, bool coldDirectIo = false, DirectoryReadAhead? directoryReadAhead = null)
     {
+        _directoryReadAhead = directoryReadAhead;
         _passthrough = passthrough;
         _coldDirectIoWanted = coldDirectIo;
         _tree = tree;
@@ -318,6 +320,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             {
                 return Errno.ENOSYS; // as above: this open is the one the kernel remembers
             }
+            _directoryReadAhead?.OnFirstRead(node);
             FileVersion version = _reader.ResolveForRead(_tree, node, _stopping);
             FuseOpenOptions options = FuseOpenOptions.NoFlush;
             // The kernel may keep pages from earlier opens only when they hold this same version.
@@ -483,6 +486,7 @@ internal sealed partial class DatasetFileSystem : IFuseFileSystem
             {
                 return node.IsDirectory ? Errno.EISDIR : Errno.EINVAL;
             }
+            _directoryReadAhead?.OnFirstRead(node);
             FileVersion version = await _reader.ResolveForReadAsync(_tree, node, _stopping).ConfigureAwait(false);
             shared = InstallSharedRead(node, version);
         }

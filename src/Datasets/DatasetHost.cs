@@ -124,6 +124,7 @@ public sealed partial class DatasetHost : IAsyncDisposable
         var counting = new CountingOrigin(origin, counters);
         var stopping = new CancellationTokenSource();
         FuseSession? session = null;
+        DirectoryReadAhead? readAhead = null;
         try
         {
             OriginListPage firstPage = await ProbeAsync(counting, source, ct).ConfigureAwait(false);
@@ -133,11 +134,12 @@ public sealed partial class DatasetHost : IAsyncDisposable
             var tree = new DatasetTree(counting, dataset.Refresh, TimeProvider.System, _originDeadline);
             tree.SeedRoot(firstPage);
             var reader = new ChunkReader(cache, counting, counters, _prefetcher, _maxReadAheadChunks, mountLogger, stopping.Token);
+            readAhead = ReadAheadDirectories ? new DirectoryReadAhead(tree, reader, cache.GetStats().QuotaBytes, mountLogger, stopping.Token) : null;
             var fileSystem = new DatasetFileSystem(tree, reader, mountLogger, stopping.Token, () =>
             {
                 CacheStats stats = cache.GetStats();
                 return (stats.QuotaBytes, Math.Max(0, stats.QuotaBytes - stats.UsedBytes));
-            }, passthrough: Passthrough, coldDirectIo: ColdDirectIo);
+            }, passthrough: Passthrough, coldDirectIo: ColdDirectIo, directoryReadAhead: readAhead);
 
             var fuseOptions = new FuseOptions
             {
@@ -167,7 +169,7 @@ public sealed partial class DatasetHost : IAsyncDisposable
             Task prefetch = dataset.Prefetch == PrefetchMode.None
                 ? Task.CompletedTask
                 : Task.Run(() => DatasetPrefetch.RunAsync(tree, reader, dataset, mountLogger, stopping.Token), CancellationToken.None);
-            var mount = new DatasetMount(this, mountPoint, source.Identity, session, tree, reader, fileSystem, counting, counters, stopping, prefetch);
+            var mount = new DatasetMount(this, mountPoint, source.Identity, session, tree, reader, fileSystem, counting, counters, stopping, prefetch, readAhead);
             _mounts[mount] = 0;
             LogMounted(_logger, source.Identity, mountPoint, dataset.CacheMedium.ToString(), dataset.Refresh?.ToString() ?? "never");
             return mount;
@@ -178,6 +180,10 @@ public sealed partial class DatasetHost : IAsyncDisposable
             if (session is not null)
             {
                 await session.DisposeAsync().ConfigureAwait(false);
+            }
+            if (readAhead is not null)
+            {
+                await readAhead.DisposeAsync().ConfigureAwait(false);
             }
             counting.Dispose();
             stopping.Dispose();
@@ -244,6 +250,13 @@ public sealed partial class DatasetHost : IAsyncDisposable
     /// CSICACHE_COLD_DIRECT_IO is "0". A mount turns it off by itself once it sees small reads.
     /// </summary>
     internal bool ColdDirectIo { get; set; } = Environment.GetEnvironmentVariable("CSICACHE_COLD_DIRECT_IO") != "0";
+
+    /// <summary>
+    /// Directory read-ahead (<see cref="DirectoryReadAhead"/>) for mounts made after it is set: a
+    /// directory's small files are fetched in the background once one of them is read. On unless
+    /// CSICACHE_DIRECTORY_READAHEAD is "0".
+    /// </summary>
+    internal bool ReadAheadDirectories { get; set; } = Environment.GetEnvironmentVariable("CSICACHE_DIRECTORY_READAHEAD") != "0";
 
     private async Task<OriginListPage> ProbeAsync(IOrigin origin, DatasetSource source, CancellationToken ct)
     {

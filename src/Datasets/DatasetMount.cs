@@ -16,8 +16,9 @@ public sealed class DatasetMount : IAsyncDisposable
     private bool _stopped;
 
     internal DatasetMount(DatasetHost host, string mountPoint, string source, FuseSession session, DatasetTree tree, ChunkReader reader,
-        DatasetFileSystem fileSystem, CountingOrigin origin, MountCounters counters, CancellationTokenSource stopping, Task prefetch)
+        DatasetFileSystem fileSystem, CountingOrigin origin, MountCounters counters, CancellationTokenSource stopping, Task prefetch, DirectoryReadAhead? readAhead)
     {
+        ReadAhead = readAhead;
         _host = host;
         MountPoint = mountPoint;
         Source = source;
@@ -63,6 +64,9 @@ public sealed class DatasetMount : IAsyncDisposable
     internal FuseSession Session => _session;
 
     internal DatasetFileSystem FileSystem { get; }
+
+    /// <summary>This mount's directory read-ahead; null when the host has it off.</summary>
+    internal DirectoryReadAhead? ReadAhead { get; }
 
 #pragma warning disable VSTHRD003 // a completion signal for tests
     /// <summary>The background prefetch walk (completed at once when prefetch is none).</summary>
@@ -122,6 +126,10 @@ public sealed class DatasetMount : IAsyncDisposable
             }
             catch (OperationCanceledException)
             {
+            }
+            if (ReadAhead is not null)
+            {
+                await ReadAhead.DisposeAsync().ConfigureAwait(false);
             }
             _origin.Dispose();
             _stopping.Dispose();

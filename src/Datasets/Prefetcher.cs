@@ -3,8 +3,17 @@ using Microsoft.Extensions.Logging;
 
 namespace CsiCache.Datasets;
 
-/// <summary>One chunk to fetch in the background.</summary>
-internal readonly record struct PrefetchItem(ChunkReader Reader, FileVersion File, long Index, CancellationToken MountToken);
+/// <summary>
+/// One chunk to fetch in the background: chunk <c>Index</c> of <c>File</c>; or, where <c>File</c> is
+/// null, the small file <c>Entry</c> of <c>Tree</c>, whose version its fetch resolves (directory read-ahead).
+/// </summary>
+internal readonly record struct PrefetchItem(ChunkReader Reader, FileVersion? File, long Index, CancellationToken MountToken, DatasetTree? Tree = null, DatasetEntry? Entry = null)
+{
+    public string Path => File?.Object.Path ?? Entry?.Path ?? "";
+
+    public Task RunAsync(CancellationToken ct) =>
+        File is not null ? Reader.PrefetchAsync(File, Index, ct) : Reader.PrefetchSmallFileAsync(Tree!, Entry!, ct);
+}
 
 /// <summary>
 /// The node's one bounded pool of background fetchers, shared by sequential read-ahead and dataset
@@ -147,7 +156,7 @@ internal sealed partial class Prefetcher : IAsyncDisposable
         try
         {
             using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop, item.MountToken);
-            await item.Reader.PrefetchAsync(item.File, item.Index, linked.Token).ConfigureAwait(false);
+            await item.RunAsync(linked.Token).ConfigureAwait(false);
             Interlocked.Increment(ref _completed);
         }
         catch (OperationCanceledException)
@@ -158,7 +167,7 @@ internal sealed partial class Prefetcher : IAsyncDisposable
         {
             // Best effort: the reader that wants the chunk fetches it itself and gets the error.
             Interlocked.Increment(ref _failed);
-            LogPrefetchFailed(_logger, item.File.Object.Path, item.Index, e.Message);
+            LogPrefetchFailed(_logger, item.Path, item.Index, e.Message);
         }
     }
 

@@ -40,7 +40,8 @@ internal sealed class TestMount : IAsyncDisposable
     /// <summary>
     /// Mounts <paramref name="source"/> on a new host. Passthrough is Off unless a test names a
     /// setting, whatever CSICACHE_PASSTHROUGH says: such tests expect zero-message opens from INIT on.
-    /// Cold direct opens follow the host's default (CSICACHE_COLD_DIRECT_IO) unless a test names one.
+    /// Cold direct opens and directory read-ahead follow the host's defaults (CSICACHE_COLD_DIRECT_IO,
+    /// CSICACHE_DIRECTORY_READAHEAD) unless a test names one.
     /// </summary>
     public static async Task<TestMount> StartAsync(
         string source,
@@ -48,7 +49,8 @@ internal sealed class TestMount : IAsyncDisposable
         Func<TempDirectory, DatasetHostOptions>? hostOptions = null,
         Dictionary<string, string>? secrets = null,
         PassthroughMode passthrough = PassthroughMode.Off,
-        bool? coldDirectIo = null)
+        bool? coldDirectIo = null,
+        bool? directoryReadAhead = null)
     {
         Privileges.RequireRootAndFuse();
         var temp = new TempDirectory("mnt");
@@ -59,6 +61,10 @@ internal sealed class TestMount : IAsyncDisposable
             if (coldDirectIo is bool direct)
             {
                 host.ColdDirectIo = direct;
+            }
+            if (directoryReadAhead is bool readAhead)
+            {
+                host.ReadAheadDirectories = readAhead;
             }
             DatasetMount mount = await host.MountAsync(
                 new DatasetMountOptions(source, parameters ?? [], secrets ?? [], Path.Combine(temp.Path, "mnt")),
