@@ -96,23 +96,18 @@ internal sealed partial class ChunkReader
     public async ValueTask<FileVersion> ResolveForReadAsync(DatasetTree tree, DatasetEntry file, CancellationToken ct)
     {
         long listedSize = file.Attributes.Size;
-        Task<FileVersion>? inFlight = Volatile.Read(ref file.FirstResolve);
-        if (inFlight is not null)
-        {
-            // A first resolve is storing the file's bytes (its version may already be set): wait
-            // for it, or this read would miss the chunk and fetch it a second time.
-            return await inFlight.WaitAsync(ct).ConfigureAwait(false);
-        }
-        if (!DatasetTree.NeedsStatToOpen(file) || listedSize == 0 || listedSize > _cache.ChunkSize)
-        {
-            // Known already; or listed empty (nothing to read with it); or larger than a chunk,
-            // where the first chunk may not be what the reader wants (a random reader of a shard)
-            // and one extra round trip is small next to the file: a plain stat.
-            return await tree.ResolveFileAsync(file, ct).ConfigureAwait(false);
-        }
+        // A first resolve in flight is storing the file's bytes (its version may already be set):
+        // every other read waits for it below, or it would miss the chunk and fetch it again.
         Task<FileVersion>? running = Volatile.Read(ref file.FirstResolve);
         if (running is null)
         {
+            if (!DatasetTree.NeedsStatToOpen(file) || listedSize == 0 || listedSize > _cache.ChunkSize)
+            {
+                // Known already; or listed empty (nothing to read with it); or larger than a chunk,
+                // where the first chunk may not be what the reader wants (a random reader of a shard)
+                // and one extra round trip is small next to the file: a plain stat.
+                return await tree.ResolveFileAsync(file, ct).ConfigureAwait(false);
+            }
             var mine = new TaskCompletionSource<FileVersion>(TaskCreationOptions.RunContinuationsAsynchronously);
             running = Interlocked.CompareExchange(ref file.FirstResolve, mine.Task, null);
             if (running is null)

@@ -27,14 +27,8 @@ internal static partial class DatasetPrefetch
                 ct.ThrowIfCancellationRequested();
                 DatasetEntry directory = pending.Dequeue();
                 directories++;
-                DirectoryListing listing = tree.CurrentListing(directory);
-                for (int i = 0; ; i++)
+                await foreach (DatasetEntry child in tree.ChildrenAsync(directory, ct).ConfigureAwait(false))
                 {
-                    DatasetEntry? child = await tree.GetEntryAtAsync(listing, i, ct).ConfigureAwait(false);
-                    if (child is null)
-                    {
-                        break;
-                    }
                     if (child.IsDirectory)
                     {
                         pending.Enqueue(child);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using System.Text;
 using CsiCache.Cache;
 using CsiCache.Origins;
@@ -99,14 +100,8 @@ internal sealed class DatasetTree
                     return known;
                 }
                 DatasetEntry directory = pending.Dequeue();
-                DirectoryListing listing = CurrentListing(directory);
-                for (int i = 0; ; i++)
+                await foreach (DatasetEntry child in ChildrenAsync(directory, ct).ConfigureAwait(false))
                 {
-                    DatasetEntry? child = await GetEntryAtAsync(listing, i, ct).ConfigureAwait(false);
-                    if (child is null)
-                    {
-                        break;
-                    }
                     if (child.NodeId == nodeId)
                     {
                         return child;
@@ -160,6 +155,21 @@ internal sealed class DatasetTree
             {
                 return listing.TryGet(index, out entry) ? entry : null;
             }
+        }
+    }
+
+    /// <summary>Every entry of <paramref name="directory"/>'s current listing in order, fetching pages as they are reached.</summary>
+    public async IAsyncEnumerable<DatasetEntry> ChildrenAsync(DatasetEntry directory, [EnumeratorCancellation] CancellationToken ct)
+    {
+        DirectoryListing listing = CurrentListing(directory);
+        for (int i = 0; ; i++)
+        {
+            DatasetEntry? child = await GetEntryAtAsync(listing, i, ct).ConfigureAwait(false);
+            if (child is null)
+            {
+                yield break;
+            }
+            yield return child;
         }
     }
 

@@ -106,14 +106,8 @@ internal sealed partial class DirectoryReadAhead : IAsyncDisposable
         int files = 0;
         try
         {
-            DirectoryListing listing = _tree.CurrentListing(directory);
-            for (int i = 0; bytes < _maxBytesPerDirectory; i++)
+            await foreach (DatasetEntry child in _tree.ChildrenAsync(directory, _stopping).ConfigureAwait(false))
             {
-                DatasetEntry? child = await _tree.GetEntryAtAsync(listing, i, _stopping).ConfigureAwait(false);
-                if (child is null)
-                {
-                    break;
-                }
                 if (ReferenceEquals(child, reading) || !IsSmallFile(child) || (child.Version is { } known && _reader.Cache.Contains(new ChunkKey(known.Key, 0))))
                 {
                     continue;
@@ -122,12 +116,12 @@ internal sealed partial class DirectoryReadAhead : IAsyncDisposable
                 bytes += child.Attributes.Size;
                 files++;
                 Interlocked.Increment(ref _queued);
+                if (bytes >= _maxBytesPerDirectory)
+                {
+                    break;
+                }
             }
             LogWalked(_logger, directory.Path, files, bytes);
-        }
-        catch (OperationCanceledException)
-        {
-            throw;
         }
         catch (Exception e) when (e is OriginException or ObjectDisposedException or IOException)
         {
